@@ -1,0 +1,28 @@
+/**
+ * Runs every benchmark under bench/ (files named *.bench.ts), one after another in this process,
+ * or only those whose name contains one of the arguments: `npm run bench -- erasure collector`.
+ * Each benchmark prints its own table with a ratio against a reference measured in the same run;
+ * benchmarks print numbers and assert nothing.
+ */
+import { readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const filters = process.argv.slice(2);
+const files = readdirSync(here)
+  .filter((file) => file.endsWith(".bench.ts"))
+  .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
+  .sort();
+
+if (files.length === 0) {
+  console.error(`no benchmark matches ${filters.join(", ")}`);
+  process.exit(2);
+}
+
+for (const file of files) {
+  console.log(`\n## ${file.replace(".bench.ts", "")}\n`);
+  const module = (await import(pathToFileURL(join(here, file)).href)) as { run?: () => Promise<void> };
+  if (typeof module.run !== "function") throw new Error(`${file} does not export run()`);
+  await module.run();
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+/**
+ * The one entrypoint of Tributary's container image: the operator and every data-plane role
+ * are this program started with a different subcommand.
+ */
+
+type Role = { describe: string; load: () => Promise<{ main: (argv: string[]) => Promise<void> }> };
+
+const roles: Record<string, Role> = {
+  operator: {
+    describe: "run the controllers (leader-elected) with health, readiness and metrics endpoints",
+    load: () => import("./operator/main.js"),
+  },
+  sink: {
+    describe:
+      "roll a Kafka topic into Avro or Parquet files (dt=/hr= partitions), committing after each durable file",
+    load: () => import("./dataplane/sink/main.js"),
+  },
+  collector: {
+    describe:
+      "take clickstream events over HTTP and produce them, Avro-encoded and keyed by session, to Kafka",
+    load: () => import("./dataplane/clickstream/main.js"),
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(roles).map(([name, role]) => `  ${name.padEnd(12)} ${role.describe}`);
+  return `usage: tributary <role> [options]\n\nroles:\n${lines.join("\n")}\n`;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage());
+    return name ? 0 : 2;
+  }
+  const role = roles[name];
+  if (!role) {
+    process.stderr.write(`tributary: unknown role '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  const module = await role.load();
+  await module.main(rest);
+  return 0;
+}
+
+run(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `tributary: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);
