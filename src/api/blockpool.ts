@@ -1,0 +1,260 @@
+/**
+ * BlockPool: HDFS-like block storage. Name nodes keep the namespace (one active, one standby
+ * sharing an edit log), data nodes keep blocks replicated (3 copies by default) or, per
+ * directory, Reed-Solomon coded; a WebHDFS-compatible REST API serves clients.
+ */
+import { z } from "zod";
+import {
+  absolutePath,
+  clusterOperationSchema,
+  deletionPolicySchema,
+  quantitySchema,
+  statefulRoleFields,
+} from "./common.js";
+import { commonStatusFields } from "./conditions.js";
+import { defineResource, type ResourceOf } from "./resource.js";
+
+/** Erasure-coding policies as HDFS names them: codec, data units, parity units. */
+export const erasureCodingPolicies = ["RS-6-3", "RS-3-2", "RS-10-4", "XOR-2-1"] as const;
+export type ErasureCodingPolicyName = (typeof erasureCodingPolicies)[number];
+
+export const blockPoolSpecSchema = z
+  .object({
+    nameNodes: z
+      .object(
+        statefulRoleFields({
+          what: "name node",
+          replicas: {
+            default: 2,
+            min: 1,
+            max: 2,
+            note: "2 runs an active and a standby that takes over when the active fails (default); 1 has no failover and suits development only.",
+          },
+          storage: { defaultSize: "5Gi", note: "Holds the namespace image and the edit log." },
+        }),
+      )
+      .prefault({})
+      .describe("The name nodes: keep the file tree and block map and choose where blocks go."),
+    dataNodes: z
+      .object(
+        statefulRoleFields({
+          what: "data node",
+          replicas: { default: 3, min: 1, note: "At least spec.replication, and k+m for coded directories." },
+          storage: {
+            defaultSize: "10Gi",
+            note: "Holds the blocks; the pool's capacity is the sum over data nodes.",
+          },
+        }),
+      )
+      .prefault({})
+      .describe("The data nodes: store blocks and report them to the name nodes."),
+    replication: z
+      .number()
+      .int()
+      .min(1)
+      .max(512)
+      .default(3)
+      .describe(
+        "Copies of each block of a replicated file on distinct data nodes (and distinct racks with rackAwareness); default 3. Applies to new files; existing files keep theirs.",
+      ),
+    blockSize: quantitySchema
+      .default("128Mi")
+      .describe(
+        "Size at which files are split into blocks, as bytes or a quantity; default 128Mi. Applies to new files.",
+      ),
+    erasureCoding: z
+      .array(
+        z
+          .object({
+            path: z
+              .string()
+              .max(4096)
+              .regex(absolutePath)
+              .describe("Directory whose new files are coded, recursively."),
+            policy: z
+              .enum(erasureCodingPolicies)
+              .describe(
+                "Coding policy: RS-k-m (Reed-Solomon, k data + m parity cells, survives m lost nodes at (k+m)/k storage) or XOR-2-1. Needs at least k+m data nodes.",
+              ),
+            cellSize: quantitySchema
+              .default("1Mi")
+              .describe("Size of one striping cell; default 1Mi (HDFS's 1024k)."),
+          })
+          .describe("An erasure-coding policy on one directory."),
+      )
+      .max(64)
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"] })
+      .default([])
+      .describe(
+        "Directories stored with erasure coding instead of replication: about half the raw storage of 3 copies for RS-6-3, at the cost of CPU and reconstruction reads.",
+      ),
+    quotas: z
+      .array(
+        z
+          .object({
+            path: z
+              .string()
+              .max(4096)
+              .regex(absolutePath)
+              .describe("Directory the quota applies to, recursively."),
+            bytes: quantitySchema
+              .optional()
+              .describe("Space quota: raw bytes (replicas and parity included) the directory may use."),
+            files: z
+              .number()
+              .int()
+              .min(1)
+              .optional()
+              .describe("Name quota: most files and directories under the directory, itself included."),
+          })
+          .describe("A quota on one directory; writes beyond it fail."),
+      )
+      .max(256)
+      .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path"] })
+      .default([])
+      .describe("Space and name quotas per directory."),
+    rackAwareness: z
+      .object({
+        topologyKey: z
+          .string()
+          .min(1)
+          .max(316)
+          .default("topology.kubernetes.io/zone")
+          .describe(
+            "Node label whose value is a data node's rack; replicas of a block are spread across racks.",
+          ),
+      })
+      .optional()
+      .describe("Place replicas across failure domains; all data nodes are one rack when omitted."),
+    webHdfs: z
+      .object({
+        port: z
+          .number()
+          .int()
+          .min(1)
+          .max(65535)
+          .default(9870)
+          .describe("Port of the WebHDFS REST API (/webhdfs/v1)."),
+      })
+      .prefault({})
+      .describe("The WebHDFS-compatible REST API served by the active name node."),
+    deletionPolicy: deletionPolicySchema(
+      "Retain",
+      "the name and data nodes' PersistentVolumeClaims are deleted, and every file with them",
+    ),
+    clusterOperation: clusterOperationSchema,
+  })
+  .describe("Desired state of the block pool.");
+
+export const blockPoolStatusSchema = z
+  .object({
+    ...commonStatusFields,
+    activeNameNode: z.string().optional().describe("Pod name of the active name node."),
+    standbyNameNode: z.string().optional().describe("Pod name of the standby name node."),
+    liveDataNodes: z.number().int().min(0).optional().describe("Data nodes that sent a heartbeat recently."),
+    deadDataNodes: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Known data nodes that stopped sending heartbeats."),
+    capacityBytes: z.number().int().min(0).optional().describe("Raw capacity of the live data nodes."),
+    usedBytes: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Raw bytes used by blocks, replicas and parity included."),
+    files: z.number().int().min(0).optional().describe("Files and directories in the namespace."),
+    blocks: z.number().int().min(0).optional().describe("Blocks (block groups for coded files)."),
+    underReplicatedBlocks: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Blocks with fewer live replicas (or fragments) than their policy asks; being repaired."),
+    missingBlocks: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Blocks with no live replica, or fewer than k fragments: data that cannot be read now."),
+    erasureCodingPolicies: z
+      .array(z.string())
+      .optional()
+      .describe("Erasure-coding policies enabled in the pool."),
+    webHdfsEndpoint: z.string().optional().describe("In-cluster URL of the WebHDFS API."),
+  })
+  .describe("Observed state of the block pool.");
+
+export const blockPoolDefinition = defineResource({
+  kind: "BlockPool",
+  description:
+    "HDFS-like block storage: active and standby name nodes, data nodes, replication (3 by default), Reed-Solomon erasure coding per directory and a WebHDFS-compatible REST API.",
+  plural: "blockpools",
+  shortNames: ["bp"],
+  spec: blockPoolSpecSchema,
+  status: blockPoolStatusSchema,
+  printerColumns: [
+    {
+      name: "Ready",
+      type: "string",
+      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+      description: "Whether an active name node and enough data nodes serve the pool.",
+    },
+    { name: "Active", type: "string", jsonPath: ".status.activeNameNode", description: "Active name node." },
+    { name: "Live", type: "integer", jsonPath: ".status.liveDataNodes", description: "Live data nodes." },
+    { name: "Dead", type: "integer", jsonPath: ".status.deadDataNodes", description: "Dead data nodes." },
+    { name: "Used", type: "integer", jsonPath: ".status.usedBytes", description: "Raw bytes used." },
+    {
+      name: "Under-Replicated",
+      type: "integer",
+      jsonPath: ".status.underReplicatedBlocks",
+      description: "Blocks below their replication.",
+    },
+    {
+      name: "Missing",
+      type: "integer",
+      jsonPath: ".status.missingBlocks",
+      description: "Unreadable blocks.",
+    },
+    {
+      name: "Capacity",
+      type: "integer",
+      jsonPath: ".status.capacityBytes",
+      description: "Raw capacity.",
+      priority: 1,
+    },
+    {
+      name: "Age",
+      type: "date",
+      jsonPath: ".metadata.creationTimestamp",
+      description: "Time since creation.",
+    },
+  ],
+  validations: [
+    {
+      path: "spec",
+      rule: "self.replication <= self.dataNodes.replicas",
+      message:
+        "spec.replication must not exceed spec.dataNodes.replicas: each copy of a block needs its own data node",
+      fieldPath: ".replication",
+    },
+    {
+      path: "spec",
+      rule: "self.erasureCoding.all(e, self.dataNodes.replicas >= (e.policy == 'RS-10-4' ? 14 : e.policy == 'RS-6-3' ? 9 : e.policy == 'RS-3-2' ? 5 : 3))",
+      message:
+        "spec.erasureCoding: a policy RS-k-m needs at least k+m data nodes (RS-6-3: 9, RS-3-2: 5, RS-10-4: 14, XOR-2-1: 3)",
+      fieldPath: ".erasureCoding",
+    },
+    {
+      path: "spec.quotas[]",
+      rule: "has(self.bytes) || has(self.files)",
+      message: "spec.quotas[] needs bytes, files or both",
+    },
+  ],
+});
+
+export type BlockPoolSpec = z.infer<typeof blockPoolSpecSchema>;
+export type BlockPoolStatus = z.infer<typeof blockPoolStatusSchema>;
+export type BlockPool = ResourceOf<typeof blockPoolDefinition>;
