@@ -1,0 +1,135 @@
+/**
+ * The sink's configuration: flags (`--roll-max-bytes 134217728`) over environment variables
+ * (`TRIBUTARY_SINK_ROLL_MAX_BYTES=134217728`) over defaults, validated with zod.
+ */
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+const positive = (what: string) =>
+  z.coerce
+    .number({ error: `${what} must be a number` })
+    .int({ error: `${what} must be a whole number` })
+    .positive({ error: `${what} must be positive` });
+
+const topicName = z.string({ error: "topic is required" }).regex(/^[A-Za-z0-9._-]{1,249}$/, {
+  error: "must be 1-249 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+});
+
+const list = (what: string) =>
+  z.string({ error: `${what} is required` }).transform((value) =>
+    value
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item.length > 0),
+  );
+
+export const sinkConfigSchema = z
+  .object({
+    brokers: list("brokers (host:port,host:port)").pipe(
+      z
+        .array(z.string().regex(/^[^\s:]+:\d+$/, { error: "each broker must be host:port" }))
+        .min(1, { error: "brokers is required (host:port,host:port)" }),
+    ),
+    topic: topicName,
+    groupId: z.string().min(1).optional(),
+    format: z.enum(["parquet", "avro"], { error: "format must be parquet or avro" }).default("parquet"),
+    /** Avro: null | deflate | snappy. Parquet: snappy | gzip | uncompressed. */
+    codec: z.string().optional(),
+    targetDir: z
+      .string({ error: "targetDir is required" })
+      .startsWith("/", { error: "targetDir must be an absolute path" }),
+    /** 128 MiB: one HDFS block, the usual target size of a data-lake file. */
+    rollMaxBytes: positive("rollMaxBytes").default(128 * 1024 * 1024),
+    /** Ten minutes: how long records may wait in an open file before they are durable and committed. */
+    rollMaxAgeMs: positive("rollMaxAgeMs").default(10 * 60 * 1000),
+    /** 50,000 clickstream rows are a few MB of Parquet: statistics stay selective, memory stays small. */
+    rowGroupRows: positive("rowGroupRows").default(50_000),
+    /** Values: Confluent wire format with the schema registry, or JSON objects of `schemaFile`. */
+    valueFormat: z.enum(["confluent-avro", "json"]).default("confluent-avro"),
+    schemaFile: z.string().optional(),
+    schemasTopic: topicName.optional(),
+    eventTimeField: z.string().min(1).default("eventTime"),
+    /** Top-level longs written to Parquet as TIMESTAMP_MILLIS (the clickstream schema's two times). */
+    timestampFields: list("timestampFields").default(["eventTime", "receivedAt"]),
+    deadLetterTopic: topicName.optional(),
+    /** A killed sink's partitions move to the others after this long (the broker allows 6 s to 30 min). */
+    sessionTimeoutMs: positive("sessionTimeoutMs").default(30_000),
+    writerId: z
+      .string()
+      .regex(/^[A-Za-z0-9_]{1,64}$/, { error: "writerId must be 1-64 characters of A-Z, a-z, 0-9 or _" })
+      .optional(),
+    metricsHost: z.string().default("0.0.0.0"),
+    /** 0 picks a free port (tests); the port is logged. */
+    metricsPort: z.coerce.number().int().min(0).max(65535).default(9464),
+  })
+  .superRefine((config, ctx) => {
+    const codecs =
+      config.format === "avro" ? ["null", "deflate", "snappy"] : ["snappy", "gzip", "uncompressed"];
+    if (config.codec !== undefined && !codecs.includes(config.codec)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["codec"],
+        message: `codec '${config.codec}' is not one of ${codecs.join(", ")} for format ${config.format}`,
+      });
+    }
+    if (config.valueFormat === "json" && !config.schemaFile) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["schemaFile"],
+        message: "valueFormat json needs schemaFile (an Avro record schema)",
+      });
+    }
+  })
+  .transform((config) => ({
+    ...config,
+    groupId: config.groupId ?? `tributary-sink-${config.topic}`,
+    codec: config.codec ?? (config.format === "avro" ? "deflate" : "snappy"),
+    deadLetterTopic: config.deadLetterTopic ?? `${config.topic}.dlq`,
+    // The pod name is unique among live pods; the pid separates restarts in the same container.
+    writerId: config.writerId ?? `${hostname().replace(/[^A-Za-z0-9]/g, "_")}_${process.pid}`,
+  }));
+
+export type SinkConfig = z.output<typeof sinkConfigSchema>;
+type SinkConfigInput = z.input<typeof sinkConfigSchema>;
+
+const keys = Object.keys(sinkConfigSchema.in.shape) as (keyof SinkConfigInput)[];
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const envName = (key: string) => `TRIBUTARY_SINK_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+export class SinkConfigError extends Error {
+  override name = "SinkConfigError";
+}
+
+export function usage(): string {
+  const lines = keys.map((key) => `  --${kebab(key).padEnd(22)} ${envName(key)}`);
+  return `usage: tributary sink [options]\n\noptions (flag, or environment variable):\n${lines.join("\n")}\n`;
+}
+
+export function parseSinkConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): SinkConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(keys.map((key) => [kebab(key), { type: "string" as const }])),
+    }).values;
+  } catch (error) {
+    throw new SinkConfigError(`${(error as Error).message}\n\n${usage()}`);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of keys) {
+    const value = values[kebab(key)] ?? env[envName(key)];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const parsed = sinkConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "");
+      return `  --${kebab(key)} (${envName(key)}): ${issue.message}`;
+    });
+    throw new SinkConfigError(`invalid sink configuration:\n${problems.join("\n")}`);
+  }
+  return parsed.data;
+}
