@@ -1,0 +1,135 @@
+{{/*
+The chart name, or nameOverride. Label values and names are capped at 63 characters.
+*/}}
+{{- define "tributary.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of every resource: the release name, prefixed to the chart name unless it
+already contains it, so `helm install tributary` gives `tributary`, not `tributary-tributary`.
+*/}}
+{{- define "tributary.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The chart label: name and version, `+` being invalid in label values.
+*/}}
+{{- define "tributary.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object the chart creates. `managed-by` says Helm: the objects the operator
+itself creates carry `managed-by: tributary`, and its informers select on that.
+*/}}
+{{- define "tributary.labels" -}}
+helm.sh/chart: {{ include "tributary.chart" . }}
+{{ include "tributary.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tributary
+{{- end }}
+
+{{/*
+The stable subset of the labels that selects the operator pods; never change it after a
+release, a Deployment's selector is immutable.
+*/}}
+{{- define "tributary.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tributary.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/*
+The ServiceAccount the operator runs as.
+*/}}
+{{- define "tributary.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tributary.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image of the operator and of every pod it spawns.
+*/}}
+{{- define "tributary.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
+The Lease the replicas compete for: one per release, so two releases never share a leader.
+*/}}
+{{- define "tributary.leaseName" -}}
+{{- printf "%s-operator" (include "tributary.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+What the operator may do in the namespaces it watches; the same rules whether they are
+granted cluster-wide (ClusterRole) or namespace by namespace (Role). Each verb is one the
+operator's code uses:
+- get/list/watch: the informers (list + watch) and reads by name;
+- patch: server-side apply, merge patches of finalizers and events;
+- create: server-side apply of a child that does not exist yet is authorised as a create;
+- update on <resource>/finalizers: setting blockOwnerDeletion on a child's owner reference
+  needs it where the OwnerReferencesPermissionEnforcement admission plugin is on.
+Nothing is deleted by the operator: children go with their owner by garbage collection.
+*/}}
+{{- define "tributary.rules" -}}
+- apiGroups: ["tributary.dev"]
+  resources: ["topics", "cdcstreams", "videocollectors", "blockpools", "yarnqueues", "dags"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["tributary.dev"]
+  resources:
+    - topics/status
+    - cdcstreams/status
+    - videocollectors/status
+    - blockpools/status
+    - yarnqueues/status
+    - dags/status
+  verbs: ["get", "patch"]
+- apiGroups: ["tributary.dev"]
+  resources:
+    - topics/finalizers
+    - cdcstreams/finalizers
+    - videocollectors/finalizers
+    - blockpools/finalizers
+    - yarnqueues/finalizers
+    - dags/finalizers
+  verbs: ["update"]
+# The children: workloads, their Services and ConfigMaps, and their disruption budgets.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Read only: pods and volume claims are made by the StatefulSet and Deployment controllers;
+# the operator reads them to report what runs.
+- apiGroups: [""]
+  resources: ["pods", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch"]
+# Read only: credentials a resource references (database passwords, broker credentials).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
+# A repeated event bumps the series count of the first one with a patch.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
