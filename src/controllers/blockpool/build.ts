@@ -1,0 +1,287 @@
+/**
+ * The desired children of a BlockPool, pure: spec in, Kubernetes objects out.
+ *
+ *   <name>-namenode   StatefulSet (active + standby), headless Service, PodDisruptionBudget
+ *   <name>-datanode   StatefulSet (one PVC per pod), headless Service, PodDisruptionBudget
+ *   <name>            client Service: WebHDFS and RPC of the name nodes
+ */
+import type { BlockPoolSpec } from "../../api/blockpool.js";
+import { ownerReference } from "../../operator/apply.js";
+import type { KubeObject } from "../../operator/kube.js";
+import { childLabels, selectorLabels } from "../common.js";
+import { mergePodTemplate } from "../podOverrides.js";
+
+export const ports = {
+  /** Client and data-node RPC of the name node (HDFS's 8020). */
+  nameNodeRpc: 8020,
+  /** Block transfer between clients and data nodes (HDFS's 9866). */
+  dataTransfer: 9866,
+  /** Health, metrics and the data node's HTTP API (HDFS's 9864). */
+  dataNodeHttp: 9864,
+} as const;
+
+export interface BlockPoolBuildInput {
+  /** The stored BlockPool (name, namespace, uid for owner references). */
+  resource: KubeObject;
+  spec: BlockPoolSpec;
+  /** The data-plane image, from the operator's --image. */
+  image: string;
+}
+
+export const nameNodeName = (pool: string) => `${pool}-namenode`;
+export const dataNodeName = (pool: string) => `${pool}-datanode`;
+
+export function desiredChildren(input: BlockPoolBuildInput): KubeObject[] {
+  return [
+    nameNodeService(input),
+    dataNodeService(input),
+    clientService(input),
+    nameNodeStatefulSet(input),
+    dataNodeStatefulSet(input),
+    disruptionBudget(input, "namenode"),
+    disruptionBudget(input, "datanode"),
+  ];
+}
+
+function metadata(input: BlockPoolBuildInput, name: string, component: string) {
+  return {
+    name,
+    namespace: input.resource.metadata.namespace,
+    labels: childLabels(input.resource, component),
+    ownerReferences: [ownerReference(input.resource)],
+  };
+}
+
+/** Settings every data-plane process of the pool reads, so name and data nodes agree. */
+function poolEnvironment(input: BlockPoolBuildInput) {
+  const { spec, resource } = input;
+  const namespace = resource.metadata.namespace;
+  const nameNodes = Array.from(
+    { length: spec.nameNodes.replicas },
+    (_, ordinal) =>
+      `${nameNodeName(resource.metadata.name)}-${ordinal}.${nameNodeName(resource.metadata.name)}.${namespace}.svc:${ports.nameNodeRpc}`,
+  );
+  return [
+    { name: "TRIBUTARY_BLOCKPOOL", value: resource.metadata.name },
+    { name: "TRIBUTARY_NAMENODES", value: nameNodes.join(",") },
+    { name: "TRIBUTARY_REPLICATION", value: String(spec.replication) },
+    { name: "TRIBUTARY_BLOCK_SIZE", value: String(spec.blockSize) },
+    { name: "TRIBUTARY_ERASURE_CODING", value: JSON.stringify(spec.erasureCoding) },
+    { name: "TRIBUTARY_QUOTAS", value: JSON.stringify(spec.quotas) },
+    { name: "TRIBUTARY_WEBHDFS_PORT", value: String(spec.webHdfs.port) },
+    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+    ...(spec.rackAwareness
+      ? [{ name: "TRIBUTARY_RACK_TOPOLOGY_KEY", value: spec.rackAwareness.topologyKey }]
+      : []),
+  ];
+}
+
+/**
+ * Spreads a role's pods across nodes. Preferred, not required: a development cluster with
+ * fewer nodes than pods must still run, and the scheduler spreads whenever it can.
+ */
+function spreadAcrossNodes(labels: Record<string, string>) {
+  return {
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [
+        {
+          weight: 100,
+          podAffinityTerm: { labelSelector: { matchLabels: labels }, topologyKey: "kubernetes.io/hostname" },
+        },
+      ],
+    },
+  };
+}
+
+interface Role {
+  component: "namenode" | "datanode";
+  replicas: number;
+  resources?: unknown;
+  podOverrides?: Record<string, unknown>;
+  storage: { size: string | number; storageClassName?: string };
+  containerPorts: { name: string; containerPort: number }[];
+  httpPort: string;
+}
+
+function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): KubeObject {
+  const { spec } = input;
+  const selector = selectorLabels(input.resource, role.component);
+  const generatedTemplate = {
+    metadata: { labels: childLabels(input.resource, role.component) },
+    spec: {
+      affinity: spreadAcrossNodes(selector),
+      // Block and edit-log writes finish before the process exits on SIGTERM.
+      terminationGracePeriodSeconds: 60,
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000 },
+      containers: [
+        {
+          name: role.component,
+          image: input.image,
+          command: ["tributary", role.component],
+          env: poolEnvironment(input),
+          ports: role.containerPorts.map((port) => ({ ...port, protocol: "TCP" })),
+          ...(role.resources ? { resources: role.resources } : {}),
+          volumeMounts: [{ name: "data", mountPath: "/var/lib/tributary" }],
+          readinessProbe: { httpGet: { path: "/readyz", port: role.httpPort }, periodSeconds: 5 },
+          livenessProbe: {
+            httpGet: { path: "/healthz", port: role.httpPort },
+            periodSeconds: 10,
+            failureThreshold: 6,
+          },
+          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true },
+        },
+      ],
+    },
+  };
+  const stopped = spec.clusterOperation.stopped;
+  return {
+    apiVersion: "apps/v1",
+    kind: "StatefulSet",
+    metadata: metadata(input, name, role.component),
+    spec: {
+      // `stopped` scales to zero; the claims stay, so starting again finds the data.
+      replicas: stopped ? 0 : role.replicas,
+      serviceName: name,
+      // Name nodes and data nodes find each other through the registry, not by start order.
+      podManagementPolicy: "Parallel",
+      selector: { matchLabels: selector },
+      template: mergePodTemplate(generatedTemplate, role.podOverrides),
+      volumeClaimTemplates: [
+        {
+          metadata: { name: "data", labels: childLabels(input.resource, role.component) },
+          spec: {
+            accessModes: ["ReadWriteOnce"],
+            resources: { requests: { storage: String(role.storage.size) } },
+            ...(role.storage.storageClassName ? { storageClassName: role.storage.storageClassName } : {}),
+          },
+        },
+      ],
+      // deletionPolicy Delete releases the stored files with the pool; Retain keeps the
+      // claims for a new pool (or a human) to take over. Scaling down always keeps them.
+      persistentVolumeClaimRetentionPolicy: {
+        whenDeleted: spec.deletionPolicy === "Delete" ? "Delete" : "Retain",
+        whenScaled: "Retain",
+      },
+      updateStrategy: { type: "RollingUpdate" },
+    },
+  };
+}
+
+/**
+ * The role's storage. The API's role type is a union (roles with and without storage), so the
+ * field is read through this guard; the schema's default fills it in practice.
+ */
+function storageOf(role: object, fallbackSize: string): Role["storage"] {
+  const storage = (role as { storage?: Role["storage"] }).storage;
+  return storage ?? { size: fallbackSize };
+}
+
+export function nameNodeStatefulSet(input: BlockPoolBuildInput): KubeObject {
+  const role = input.spec.nameNodes;
+  return statefulSet(input, nameNodeName(input.resource.metadata.name), {
+    component: "namenode",
+    replicas: role.replicas,
+    resources: role.resources,
+    podOverrides: role.podOverrides,
+    storage: storageOf(role, "5Gi"),
+    containerPorts: [
+      { name: "rpc", containerPort: ports.nameNodeRpc },
+      { name: "http", containerPort: input.spec.webHdfs.port },
+    ],
+    httpPort: "http",
+  });
+}
+
+export function dataNodeStatefulSet(input: BlockPoolBuildInput): KubeObject {
+  const role = input.spec.dataNodes;
+  return statefulSet(input, dataNodeName(input.resource.metadata.name), {
+    component: "datanode",
+    replicas: role.replicas,
+    resources: role.resources,
+    podOverrides: role.podOverrides,
+    storage: storageOf(role, "10Gi"),
+    containerPorts: [
+      { name: "transfer", containerPort: ports.dataTransfer },
+      { name: "http", containerPort: ports.dataNodeHttp },
+    ],
+    httpPort: "http",
+  });
+}
+
+function headlessService(
+  input: BlockPoolBuildInput,
+  name: string,
+  component: string,
+  servicePorts: object[],
+) {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: metadata(input, name, component),
+    spec: {
+      clusterIP: "None",
+      // Peers must resolve each other before they are ready: the standby finds the active,
+      // data nodes register with a name node that is still starting.
+      publishNotReadyAddresses: true,
+      selector: selectorLabels(input.resource, component),
+      ports: servicePorts,
+    },
+  };
+}
+
+export function nameNodeService(input: BlockPoolBuildInput): KubeObject {
+  return headlessService(input, nameNodeName(input.resource.metadata.name), "namenode", [
+    { name: "rpc", port: ports.nameNodeRpc, targetPort: "rpc" },
+    { name: "http", port: input.spec.webHdfs.port, targetPort: "http" },
+  ]);
+}
+
+export function dataNodeService(input: BlockPoolBuildInput): KubeObject {
+  return headlessService(input, dataNodeName(input.resource.metadata.name), "datanode", [
+    { name: "transfer", port: ports.dataTransfer, targetPort: "transfer" },
+    { name: "http", port: ports.dataNodeHttp, targetPort: "http" },
+  ]);
+}
+
+/**
+ * The address clients use. It selects both name nodes; only the active one reports ready
+ * (the standby's /readyz fails), so the Service routes to the active and follows a failover.
+ */
+export function clientService(input: BlockPoolBuildInput): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: metadata(input, input.resource.metadata.name, "namenode"),
+    spec: {
+      type: "ClusterIP",
+      selector: selectorLabels(input.resource, "namenode"),
+      ports: [
+        { name: "webhdfs", port: input.spec.webHdfs.port, targetPort: "http" },
+        { name: "rpc", port: ports.nameNodeRpc, targetPort: "rpc" },
+      ],
+    },
+  };
+}
+
+/**
+ * At most one pod of a role down for voluntary disruptions (drains, upgrades): the other
+ * name node stays to take over, and with replication >= 2 every block keeps a live copy.
+ */
+export function disruptionBudget(input: BlockPoolBuildInput, component: "namenode" | "datanode"): KubeObject {
+  const name =
+    component === "namenode"
+      ? nameNodeName(input.resource.metadata.name)
+      : dataNodeName(input.resource.metadata.name);
+  return {
+    apiVersion: "policy/v1",
+    kind: "PodDisruptionBudget",
+    metadata: metadata(input, name, component),
+    spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels(input.resource, component) } },
+  };
+}
+
+export function webHdfsEndpoint(input: BlockPoolBuildInput): string {
+  const { name, namespace } = input.resource.metadata;
+  return `http://${name}.${namespace}.svc:${input.spec.webHdfs.port}/webhdfs/v1`;
+}

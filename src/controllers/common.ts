@@ -1,0 +1,134 @@
+/**
+ * What every reconciler shares: parsing the stored spec, the standard labels of children,
+ * and the status written for the states every kind knows (invalid spec, paused, stopped).
+ */
+import { ConditionStatus, Reason } from "../api/conditions.js";
+import { parseSpec, type ResourceDefinition, type SpecOf } from "../api/resource.js";
+import { managedByLabel, managedByValue } from "../operator/apply.js";
+import { type Condition, type Health, healthConditions } from "../operator/conditions.js";
+import { type Context, TerminalError } from "../operator/controller.js";
+import type { KubeObject, ResourceType } from "../operator/kube.js";
+
+/** The REST coordinates of a resource definition, for the runtime. */
+export function resourceType(definition: ResourceDefinition): ResourceType {
+  return {
+    group: definition.group,
+    version: definition.version,
+    kind: definition.kind,
+    plural: definition.plural,
+  };
+}
+
+/** Parses and defaults the spec; a spec zod refuses is a terminal error with every field named. */
+export function specOf<D extends ResourceDefinition>(definition: D, resource: KubeObject): SpecOf<D> {
+  const parsed = parseSpec(definition, resource as Parameters<typeof parseSpec>[1]);
+  if (!parsed.ok) throw new TerminalError(Reason.InvalidSpec, parsed.message);
+  return parsed.spec;
+}
+
+/** Labels every child carries; the selector labels are the stable subset. */
+export function selectorLabels(resource: KubeObject, component: string): Record<string, string> {
+  return {
+    "app.kubernetes.io/name": resource.kind.toLowerCase(),
+    "app.kubernetes.io/instance": resource.metadata.name,
+    "app.kubernetes.io/component": component,
+  };
+}
+
+export function childLabels(resource: KubeObject, component: string): Record<string, string> {
+  return {
+    ...selectorLabels(resource, component),
+    "app.kubernetes.io/part-of": "tributary",
+    [managedByLabel]: managedByValue,
+  };
+}
+
+export type StoredStatus = Record<string, unknown> & { conditions?: Condition[] };
+
+export const storedStatus = (resource: KubeObject): StoredStatus => (resource.status ?? {}) as StoredStatus;
+
+/** Writes `fields` plus the three conditions and observedGeneration as the whole status. */
+export async function writeHealth<T extends KubeObject>(
+  context: Context<T>,
+  resource: T,
+  health: Health,
+  fields: Record<string, unknown> = {},
+): Promise<void> {
+  const previous = storedStatus(resource);
+  const generation = resource.metadata.generation;
+  await context.writeStatus(resource, {
+    ...fields,
+    observedGeneration: generation,
+    conditions: healthConditions(previous.conditions, health, generation, context.now()),
+  });
+}
+
+/** A problem in the spec the CRD schema cannot see: reported as Degraded, not retried. */
+export interface SpecProblem {
+  reason: string;
+  message: string;
+}
+
+/**
+ * Reports spec problems as conditions and a Warning event. Nothing is applied for an
+ * invalid spec, so what runs keeps running as the last valid spec made it.
+ */
+export async function reportProblems<T extends KubeObject>(
+  context: Context<T>,
+  resource: T,
+  problems: SpecProblem[],
+  fields: Record<string, unknown> = {},
+): Promise<void> {
+  const first = problems[0]!;
+  const message = problems.map((problem) => problem.message).join("; ");
+  await writeHealth(
+    context,
+    resource,
+    {
+      ready: { status: ConditionStatus.False, reason: first.reason, message },
+      progressing: {
+        status: ConditionStatus.False,
+        reason: first.reason,
+        message: "waiting for the spec to be fixed",
+      },
+      degraded: { status: ConditionStatus.True, reason: first.reason, message },
+    },
+    fields,
+  );
+  await context.event(resource, "Warning", first.reason, message);
+}
+
+/** The health of a resource that validates but spawns nothing yet (its data-plane side comes later). */
+export function acceptedHealth(paused: boolean): Health {
+  if (paused) {
+    return {
+      ready: {
+        status: ConditionStatus.True,
+        reason: Reason.ReconciliationPaused,
+        message: "reconciliation is paused",
+      },
+      progressing: {
+        status: ConditionStatus.False,
+        reason: Reason.ReconciliationPaused,
+        message: "spec changes are ignored while spec.clusterOperation.reconciliationPaused is true",
+      },
+      degraded: { status: ConditionStatus.False, reason: Reason.ReconciliationPaused, message: "" },
+    };
+  }
+  return {
+    ready: {
+      status: ConditionStatus.True,
+      reason: Reason.Reconciled,
+      message: "the spec is valid and accepted",
+    },
+    progressing: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
+    degraded: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
+  };
+}
+
+export function withOwner<T extends KubeObject>(
+  child: T,
+  owner: KubeObject["metadata"]["ownerReferences"],
+): T {
+  return { ...child, metadata: { ...child.metadata, ownerReferences: owner } };
+}

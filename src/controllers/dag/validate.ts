@@ -1,0 +1,58 @@
+import { Reason } from "../../api/conditions.js";
+import type { DagSpec } from "../../api/dag.js";
+import type { SpecProblem } from "../common.js";
+
+/**
+ * A Dag's tasks must form a directed acyclic graph over known ids. The CRD's CEL rule checks
+ * that dependencies exist; a cycle is beyond CEL, so it is found here (depth-first search,
+ * reporting the cycle's path so the user sees which edge to cut).
+ */
+export function validateDag(spec: Pick<DagSpec, "tasks">): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const ids = new Set(spec.tasks.map((task) => task.id));
+  for (const [index, task] of spec.tasks.entries()) {
+    for (const dependency of task.dependsOn ?? []) {
+      if (!ids.has(dependency)) {
+        problems.push({
+          reason: Reason.UnknownDependency,
+          message: `spec.tasks[${index}] (${task.id}) depends on '${dependency}', which is not a task of this Dag`,
+        });
+      }
+    }
+  }
+  const cycle = findCycle(spec.tasks);
+  if (cycle) {
+    problems.push({
+      reason: Reason.DagCycle,
+      message: `spec.tasks: dependsOn forms a cycle ${cycle.join(" -> ")}; a Dag must be acyclic`,
+    });
+  }
+  return problems;
+}
+
+/** The first cycle found, as the list of ids around it (first id repeated at the end). */
+export function findCycle(
+  tasks: readonly { id: string; dependsOn?: readonly string[] }[],
+): string[] | undefined {
+  const upstream = new Map(tasks.map((task) => [task.id, task.dependsOn ?? []]));
+  const state = new Map<string, "visiting" | "done">();
+  const path: string[] = [];
+  const visit = (id: string): string[] | undefined => {
+    if (state.get(id) === "done" || !upstream.has(id)) return undefined;
+    if (state.get(id) === "visiting") return [...path.slice(path.indexOf(id)), id];
+    state.set(id, "visiting");
+    path.push(id);
+    for (const dependency of upstream.get(id)!) {
+      const found = visit(dependency);
+      if (found) return found;
+    }
+    path.pop();
+    state.set(id, "done");
+    return undefined;
+  };
+  for (const task of tasks) {
+    const found = visit(task.id);
+    if (found) return found.reverse();
+  }
+  return undefined;
+}

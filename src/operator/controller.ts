@@ -1,0 +1,358 @@
+import { ConditionStatus, ConditionType, Reason } from "../api/conditions.js";
+import type { Logger } from "../log.js";
+import { applyChildren, applyStatus, controllerOf, managedByLabel, managedByValue } from "./apply.js";
+import { type Condition, setCondition } from "./conditions.js";
+import type { EventRecorder } from "./events.js";
+import { type FinalizerEvent, finalizer } from "./finalizer.js";
+import { Informer, type InformerEvent } from "./informer.js";
+import {
+  ApiError,
+  apiVersionOf,
+  isConflict,
+  type KubeClient,
+  type KubeObject,
+  objectKey,
+  type ResourceType,
+} from "./kube.js";
+import type { OperatorMetrics, ReconcileResult } from "./metrics.js";
+import { type Clock, WorkQueue } from "./workqueue.js";
+
+/** What a reconcile asks for next: nothing (wait for a change) or a look again after a while. */
+export interface Action {
+  requeueAfterMs?: number;
+}
+
+/**
+ * A failure that retrying cannot fix (the spec contradicts itself, a referenced kind does not
+ * exist): reported as `Degraded` with its reason, not retried until the resource changes.
+ */
+export class TerminalError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "TerminalError";
+  }
+}
+
+/** A failure worth retrying with backoff, with the condition reason to report meanwhile. */
+export class ReconcileError extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "ReconcileError";
+  }
+}
+
+/** What a reconciler gets besides the resource: the client and helpers bound to this resource. */
+export interface Context<T extends KubeObject> {
+  client: KubeClient;
+  /** The data-plane image (the operator's `--image`), for every pod the controllers spawn. */
+  image: string;
+  log: Logger;
+  /** Server-side applies the desired children (field manager `tributary`, forced). */
+  apply(children: readonly KubeObject[]): Promise<KubeObject[]>;
+  /** Writes the whole status through the status subresource. */
+  writeStatus(resource: T, status: Record<string, unknown>): Promise<void>;
+  /** A child as last seen by the owned-kind informer (no API call). */
+  cachedChild(type: ResourceType, namespace: string, name: string): KubeObject | undefined;
+  /** Resources of the same kind in a namespace, from the cache (siblings of a queue tree, say). */
+  cachedPeers(namespace: string): T[];
+  event(resource: T, type: "Normal" | "Warning", reason: string, note: string): Promise<void>;
+  now(): Date;
+}
+
+export interface ControllerDefinition<T extends KubeObject> {
+  /** The custom resource this controller reconciles. */
+  type: ResourceType;
+  /** Child kinds it creates; their changes wake the owner through the controller owner reference. */
+  owns?: ResourceType[];
+  /** Brings the world in line with the resource. Throw to retry with backoff; TerminalError to stop. */
+  reconcile(resource: T, context: Context<T>): Promise<Action | undefined>;
+  /** Releases state outside Kubernetes before the resource goes; children go by garbage collection. */
+  cleanup?(resource: T, context: Context<T>): Promise<void>;
+  /**
+   * Keys of other resources of this kind whose reconcile depends on this one (the siblings of a
+   * YarnQueue share a capacity budget); they are queued whenever this one changes or goes.
+   */
+  related?(resource: T, peers: T[]): string[];
+  /** Releases what the reconciler keeps between reconciles (client connections), after the last one. */
+  stop?(): Promise<void>;
+}
+
+export interface ControllerRuntime {
+  client: KubeClient;
+  image: string;
+  log: Logger;
+  metrics: OperatorMetrics;
+  events: EventRecorder;
+  /** Namespaces to watch; every namespace when empty. */
+  namespaces: string[];
+  concurrency?: number;
+  resyncMs?: number;
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+  clock?: Clock;
+}
+
+/**
+ * The kube-rs shape: `new Controller(definition, runtime)` watches the resource and the kinds it
+ * owns, maps every event to the owning resource's key, merges keys in a work queue and runs
+ * `reconcile` for each, with the finalizer dance, backoff, Degraded condition, Warning event and
+ * metrics around it. Informers run from `start()`; reconciles only after `lead()`.
+ */
+export class Controller<T extends KubeObject = KubeObject> {
+  readonly queue: WorkQueue;
+  private readonly primary: Informer<T>[] = [];
+  private readonly children = new Map<string, Informer[]>();
+  private readonly log: Logger;
+  private leading = false;
+
+  constructor(
+    readonly definition: ControllerDefinition<T>,
+    private readonly runtime: ControllerRuntime,
+  ) {
+    this.log = runtime.log.child({ controller: definition.type.kind });
+    this.queue = new WorkQueue({
+      concurrency: runtime.concurrency ?? 4,
+      baseDelayMs: runtime.baseBackoffMs,
+      maxDelayMs: runtime.maxBackoffMs,
+      clock: runtime.clock,
+    });
+    runtime.metrics.watchQueue(definition.type.kind, () => this.queue.depth);
+    const scopes = runtime.namespaces.length > 0 ? runtime.namespaces : [undefined];
+    for (const namespace of scopes) {
+      const informer = new Informer<T>(runtime.client, definition.type, {
+        namespace,
+        resyncMs: runtime.resyncMs ?? 10 * 60_000,
+        log: this.log,
+      });
+      informer.on((event, object) => this.onPrimary(event, object));
+      this.primary.push(informer);
+      for (const owned of definition.owns ?? []) {
+        const childInformer = new Informer(runtime.client, owned, {
+          namespace,
+          // Only what the operator made: the cache stays small in a busy cluster.
+          labelSelector: `${managedByLabel}=${managedByValue}`,
+          log: this.log,
+        });
+        childInformer.on((_event, child) => this.onChild(child));
+        const list = this.children.get(owned.kind) ?? [];
+        list.push(childInformer);
+        this.children.set(owned.kind, list);
+      }
+    }
+  }
+
+  get kind(): string {
+    return this.definition.type.kind;
+  }
+
+  private get informers(): Informer[] {
+    return [...(this.primary as unknown as Informer[]), ...[...this.children.values()].flat()];
+  }
+
+  /** Starts watching (the cache fills whether or not this process leads). */
+  start(): void {
+    for (const informer of this.informers) informer.start();
+  }
+
+  get synced(): boolean {
+    return this.informers.every((informer) => informer.hasSynced);
+  }
+
+  whenSynced(): Promise<void> {
+    return Promise.all(this.informers.map((informer) => informer.synced)).then(() => undefined);
+  }
+
+  /** Starts reconciling: called when this process becomes the leader. */
+  lead(): void {
+    if (this.leading) return;
+    this.leading = true;
+    this.queue.start((key) => this.process(key));
+  }
+
+  /** Stops taking work and waits for in-flight reconciles; then stops the informers. */
+  async stop(): Promise<void> {
+    await this.queue.shutdown();
+    await Promise.all(this.informers.map((informer) => informer.stop()));
+    try {
+      await this.definition.stop?.();
+    } catch (error) {
+      this.log.warn({ err: error }, "controller stop hook failed");
+    }
+  }
+
+  /** The primary informers (tests use them to break watches). */
+  get primaryInformers(): Informer<T>[] {
+    return this.primary;
+  }
+
+  get(key: string): T | undefined {
+    for (const informer of this.primary) {
+      const found = informer.get(key);
+      if (found) return found;
+    }
+    return undefined;
+  }
+
+  /**
+   * Only changes a reconcile acts on wake it: spec (generation), deletion, finalizers, labels
+   * and annotations. The operator's own status writes would otherwise wake it in a loop.
+   */
+  private readonly lastSeen = new Map<string, string>();
+  private onPrimary(event: InformerEvent, object: T): void {
+    const key = objectKey(object);
+    if (event === "deleted") {
+      this.lastSeen.delete(key);
+    } else {
+      const { generation, deletionTimestamp, finalizers, labels, annotations } = object.metadata;
+      const fingerprint = JSON.stringify([generation, deletionTimestamp, finalizers, labels, annotations]);
+      const unchanged = this.lastSeen.get(key) === fingerprint;
+      this.lastSeen.set(key, fingerprint);
+      if (event === "updated" && unchanged) return;
+    }
+    this.queue.add(key);
+    if (this.definition.related) {
+      const namespace = object.metadata.namespace ?? "";
+      for (const related of this.definition.related(object, this.peers(namespace))) this.queue.add(related);
+    }
+  }
+
+  private peers(namespace: string): T[] {
+    return this.primary.flatMap((informer) =>
+      informer.list().filter((object) => (object.metadata.namespace ?? "") === namespace),
+    );
+  }
+
+  private onChild(child: KubeObject): void {
+    const owner = controllerOf(child);
+    const { type } = this.definition;
+    if (!owner || owner.kind !== type.kind || owner.apiVersion !== apiVersionOf(type)) return;
+    const namespace = child.metadata.namespace;
+    this.queue.add(namespace ? `${namespace}/${owner.name}` : owner.name);
+  }
+
+  private async process(key: string): Promise<void> {
+    const resource = this.get(key);
+    if (!resource) {
+      // Deleted: owner references let the garbage collector remove the children.
+      this.queue.forget(key);
+      return;
+    }
+    const log = this.log.child({ key, generation: resource.metadata.generation });
+    const context = this.context(log);
+    const started = process.hrtime.bigint();
+    let result: ReconcileResult = "success";
+    try {
+      const action = await finalizer<T, Action | undefined>(
+        this.runtime.client,
+        this.definition.type,
+        resource,
+        async (event: FinalizerEvent<T>) => {
+          if (event.type === "apply") return this.definition.reconcile(event.resource, context);
+          await this.definition.cleanup?.(event.resource, context);
+          return undefined;
+        },
+      );
+      this.queue.forget(key);
+      if (action?.requeueAfterMs !== undefined) {
+        result = "requeue";
+        this.queue.addAfter(key, action.requeueAfterMs);
+      }
+      log.debug({ requeueAfterMs: action?.requeueAfterMs }, "reconciled");
+    } catch (error) {
+      result = await this.onError(key, resource, error, log);
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.runtime.metrics.reconcileDuration.observe({ kind: this.kind }, seconds);
+      this.runtime.metrics.reconcileTotal.inc({ kind: this.kind, result });
+    }
+  }
+
+  private async onError(key: string, resource: T, error: unknown, log: Logger): Promise<ReconcileResult> {
+    if (isConflict(error)) {
+      // The cache was behind a write (ours or someone's): read again shortly, nothing is wrong.
+      this.queue.addRateLimited(key);
+      log.debug({ err: error }, "conflict; retrying with the latest version");
+      return "conflict";
+    }
+    const terminal = error instanceof TerminalError;
+    const reason =
+      error instanceof TerminalError || error instanceof ReconcileError
+        ? error.reason
+        : Reason.ReconcileFailed;
+    const message = `${this.kind} ${key}: ${error instanceof Error ? error.message : String(error)}`;
+    this.runtime.metrics.reconcileErrors.inc({ kind: this.kind });
+    if (terminal) {
+      this.queue.forget(key);
+      log.warn({ reason, err: error }, "reconcile failed; not retrying until the resource changes");
+    } else {
+      const retryInMs = this.queue.addRateLimited(key);
+      log.warn(
+        {
+          reason,
+          err: error,
+          retryInMs,
+          failures: this.queue.failures(key),
+          status: (error as ApiError).statusCode,
+        },
+        "reconcile failed; retrying with backoff",
+      );
+    }
+    try {
+      await this.markDegraded(resource, reason, message);
+    } catch (statusError) {
+      log.warn({ err: statusError }, "could not write the Degraded condition");
+    }
+    await this.runtime.events.publish(resource, {
+      type: "Warning",
+      reason,
+      action: "Reconcile",
+      note: message,
+    });
+    return terminal ? "terminal" : "error";
+  }
+
+  /** Sets Degraded=True on the stored status, keeping every other status field as it is. */
+  private async markDegraded(resource: T, reason: string, message: string): Promise<void> {
+    const status = (resource.status ?? {}) as { conditions?: Condition[] } & Record<string, unknown>;
+    const conditions = setCondition(
+      status.conditions,
+      { type: ConditionType.Degraded, status: ConditionStatus.True, reason, message },
+      resource.metadata.generation,
+    );
+    await applyStatus(this.runtime.client, this.definition.type, resource, { ...status, conditions });
+  }
+
+  private context(log: Logger): Context<T> {
+    const { client, image, events } = this.runtime;
+    const knownTypes = this.definition.owns ?? [];
+    return {
+      client,
+      image,
+      log,
+      apply: (children) => applyChildren(client, children, knownTypes),
+      writeStatus: async (resource, status) => {
+        await applyStatus(client, this.definition.type, resource, status);
+      },
+      cachedChild: (type, namespace, name) => {
+        for (const informer of this.children.get(type.kind) ?? []) {
+          const found = informer.get(`${namespace}/${name}`);
+          if (found) return found;
+        }
+        return undefined;
+      },
+      cachedPeers: (namespace) => this.peers(namespace),
+      event: (resource, type, reason, note) =>
+        events.publish(resource, { type, reason, action: "Reconcile", note }),
+      now: () => new Date(),
+    };
+  }
+}
+
+export { ApiError };

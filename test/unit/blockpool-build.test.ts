@@ -1,0 +1,220 @@
+import { describe, expect, it } from "vitest";
+import { blockPoolSpecSchema } from "../../src/api/blockpool.js";
+import {
+  dataNodeStatefulSet,
+  desiredChildren,
+  nameNodeStatefulSet,
+} from "../../src/controllers/blockpool/build.js";
+import { blockPoolHealth, roleState } from "../../src/controllers/blockpool/status.js";
+import { validateBlockPool } from "../../src/controllers/blockpool/validate.js";
+import type { KubeObject } from "../../src/operator/kube.js";
+
+const resource: KubeObject = {
+  apiVersion: "tributary.dev/v1alpha1",
+  kind: "BlockPool",
+  metadata: { name: "lake", namespace: "data", uid: "1234-uid", generation: 1 },
+};
+
+const build = (spec: unknown = {}) => ({
+  resource,
+  spec: blockPoolSpecSchema.parse(spec),
+  image: "registry/tributary:9",
+});
+
+type Workload = {
+  spec: {
+    replicas: number;
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      metadata: { labels: Record<string, string> };
+      spec: { containers: Array<Record<string, unknown>>; affinity: unknown; tolerations?: unknown };
+    };
+    volumeClaimTemplates: Array<{
+      spec: { resources: { requests: { storage: string } }; storageClassName?: string };
+    }>;
+    persistentVolumeClaimRetentionPolicy: { whenDeleted: string; whenScaled: string };
+  };
+};
+
+describe("BlockPool build", () => {
+  it("builds the name-node and data-node StatefulSets, their Services and budgets, all owned by the pool", () => {
+    const children = desiredChildren(build());
+    expect(children.map((child) => `${child.kind}/${child.metadata.name}`).sort()).toEqual([
+      "PodDisruptionBudget/lake-datanode",
+      "PodDisruptionBudget/lake-namenode",
+      "Service/lake",
+      "Service/lake-datanode",
+      "Service/lake-namenode",
+      "StatefulSet/lake-datanode",
+      "StatefulSet/lake-namenode",
+    ]);
+    for (const child of children) {
+      expect(child.metadata.namespace).toBe("data");
+      expect(child.metadata.ownerReferences).toEqual([
+        {
+          apiVersion: "tributary.dev/v1alpha1",
+          kind: "BlockPool",
+          name: "lake",
+          uid: "1234-uid",
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ]);
+      expect(child.metadata.labels?.["app.kubernetes.io/managed-by"]).toBe("tributary");
+    }
+  });
+
+  it("runs active + standby name nodes and the data nodes from the operator's image and role command", () => {
+    const input = build();
+    const nameNodes = nameNodeStatefulSet(input) as unknown as Workload;
+    const dataNodes = dataNodeStatefulSet(input) as unknown as Workload;
+    expect(nameNodes.spec.replicas).toBe(2);
+    expect(dataNodes.spec.replicas).toBe(3);
+    expect(nameNodes.spec.template.spec.containers[0]).toMatchObject({
+      name: "namenode",
+      image: "registry/tributary:9",
+      command: ["tributary", "namenode"],
+    });
+    expect(dataNodes.spec.template.spec.containers[0]).toMatchObject({
+      image: "registry/tributary:9",
+      command: ["tributary", "datanode"],
+    });
+    // The selector must match the template's labels, or the API server refuses the StatefulSet.
+    for (const workload of [nameNodes, dataNodes]) {
+      for (const [key, value] of Object.entries(workload.spec.selector.matchLabels)) {
+        expect(workload.spec.template.metadata.labels[key]).toBe(value);
+      }
+      expect(JSON.stringify(workload.spec.template.spec.affinity)).toContain("kubernetes.io/hostname");
+    }
+  });
+
+  it("takes volume claims from storage and the claims' fate from deletionPolicy", () => {
+    const retained = dataNodeStatefulSet(
+      build({ dataNodes: { storage: { size: "50Gi", storageClassName: "fast" } } }),
+    ) as unknown as Workload;
+    expect(retained.spec.volumeClaimTemplates[0]!.spec).toMatchObject({
+      resources: { requests: { storage: "50Gi" } },
+      storageClassName: "fast",
+    });
+    expect(retained.spec.persistentVolumeClaimRetentionPolicy).toEqual({
+      whenDeleted: "Retain",
+      whenScaled: "Retain",
+    });
+    const deleted = dataNodeStatefulSet(build({ deletionPolicy: "Delete" })) as unknown as Workload;
+    expect(deleted.spec.persistentVolumeClaimRetentionPolicy.whenDeleted).toBe("Delete");
+  });
+
+  it("scales every role to 0 when stopped", () => {
+    const input = build({ clusterOperation: { stopped: true } });
+    expect((nameNodeStatefulSet(input) as unknown as Workload).spec.replicas).toBe(0);
+    expect((dataNodeStatefulSet(input) as unknown as Workload).spec.replicas).toBe(0);
+  });
+
+  it("merges podOverrides over the generated pod template", () => {
+    const workload = dataNodeStatefulSet(
+      build({
+        dataNodes: {
+          podOverrides: {
+            spec: {
+              tolerations: [{ key: "storage", operator: "Exists" }],
+              containers: [
+                { name: "datanode", env: [{ name: "EXTRA", value: "1" }] },
+                { name: "exporter", image: "x" },
+              ],
+            },
+          },
+        },
+      }),
+    ) as unknown as Workload;
+    const containers = workload.spec.template.spec.containers;
+    expect(containers.map((container) => container.name)).toEqual(["datanode", "exporter"]);
+    expect(containers[0]!.image).toBe("registry/tributary:9");
+    expect((containers[0]!.env as Array<{ name: string }>).map((variable) => variable.name)).toContain(
+      "EXTRA",
+    );
+    expect((containers[0]!.env as Array<{ name: string }>).map((variable) => variable.name)).toContain(
+      "TRIBUTARY_REPLICATION",
+    );
+    expect(workload.spec.template.spec.tolerations).toEqual([{ key: "storage", operator: "Exists" }]);
+  });
+
+  it("is pure: the same input builds the same objects", () => {
+    const input = build({ erasureCoding: [{ path: "/cold", policy: "RS-3-2" }], dataNodes: { replicas: 5 } });
+    expect(desiredChildren(input)).toEqual(desiredChildren(input));
+  });
+});
+
+describe("BlockPool validation", () => {
+  it("accepts the defaults", () => {
+    expect(validateBlockPool(blockPoolSpecSchema.parse({}))).toEqual([]);
+  });
+
+  it("refuses a replication above the data nodes", () => {
+    const problems = validateBlockPool(blockPoolSpecSchema.parse({ replication: 4 }));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]!.reason).toBe("InsufficientDataNodes");
+    expect(problems[0]!.message).toContain("spec.replication is 4");
+  });
+
+  it("refuses an erasure-coding policy that needs more data nodes than there are", () => {
+    const problems = validateBlockPool(
+      blockPoolSpecSchema.parse({
+        dataNodes: { replicas: 5 },
+        erasureCoding: [{ path: "/cold", policy: "RS-6-3" }],
+      }),
+    );
+    expect(problems.map((problem) => problem.reason)).toEqual(["InsufficientDataNodes"]);
+    expect(problems[0]!.message).toContain(
+      "spec.erasureCoding[0] (/cold) uses RS-6-3, which needs at least 9 data nodes",
+    );
+  });
+});
+
+describe("BlockPool status", () => {
+  const statefulSet = (generation: number, status: Record<string, number>): KubeObject => ({
+    apiVersion: "apps/v1",
+    kind: "StatefulSet",
+    metadata: { name: "x", generation },
+    status,
+  });
+
+  it("is Progressing until every role's pods are ready on the current generation, then Ready", () => {
+    const waiting = blockPoolHealth(
+      [
+        roleState(
+          "name nodes",
+          2,
+          statefulSet(1, { observedGeneration: 1, replicas: 2, readyReplicas: 1, updatedReplicas: 2 }),
+        ),
+        roleState("data nodes", 3, undefined),
+      ],
+      false,
+    );
+    expect(waiting.ready.status).toBe("False");
+    expect(waiting.progressing).toMatchObject({ status: "True", reason: "WaitingForChildren" });
+    expect(waiting.progressing.message).toContain("name nodes 1/2 ready");
+    const stale = roleState(
+      "data nodes",
+      3,
+      statefulSet(2, { observedGeneration: 1, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }),
+    );
+    expect(stale.settled).toBe(false);
+    const ready = blockPoolHealth(
+      [
+        roleState(
+          "name nodes",
+          2,
+          statefulSet(1, { observedGeneration: 1, replicas: 2, readyReplicas: 2, updatedReplicas: 2 }),
+        ),
+        roleState(
+          "data nodes",
+          3,
+          statefulSet(1, { observedGeneration: 1, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }),
+        ),
+      ],
+      false,
+    );
+    expect(ready.ready).toMatchObject({ status: "True", reason: "ChildrenReady" });
+    expect(ready.progressing.status).toBe("False");
+  });
+});
