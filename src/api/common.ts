@@ -218,7 +218,7 @@ export function kafkaClusterField(whoUsesIt: string) {
   return kafkaClusterRefSchema
     .optional()
     .describe(
-      `Kafka cluster ${whoUsesIt}; the operator's default cluster (its --kafka-bootstrap-servers setting) when omitted.`,
+      `Kafka cluster ${whoUsesIt}; the operator's default cluster (its --kafka-bootstrap setting, the chart value kafka.bootstrapServers) when omitted.`,
     );
 }
 

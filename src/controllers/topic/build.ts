@@ -1,0 +1,264 @@
+/**
+ * The desired children of a Topic, pure: spec in, Kubernetes objects out.
+ *
+ *   <name>-collector         Deployment + Service, when spec.ingest.clickstream is set
+ *   <name>-sink-<sink name>  Deployment per spec.sinks[] entry
+ *
+ * Every pod runs the operator's image with a role argument (`collector`, `sink`); the image's
+ * entrypoint is `tributary`. The processes read their settings from environment variables
+ * (TRIBUTARY_COLLECTOR_*, TRIBUTARY_SINK_*), the names their config parsers define.
+ */
+import { parseQuantity } from "../../api/common.js";
+import { Reason } from "../../api/conditions.js";
+import type { ClickstreamIngest, Sink, TopicSpec } from "../../api/topic.js";
+import { ownerReference } from "../../operator/apply.js";
+import type { KubeObject } from "../../operator/kube.js";
+import { childLabels, type SpecProblem, selectorLabels } from "../common.js";
+import { mergePodTemplate } from "../podOverrides.js";
+
+export interface TopicBuildInput {
+  /** The stored Topic (name, namespace, uid for owner references). */
+  resource: KubeObject;
+  spec: TopicSpec;
+  /** The data-plane image, from the operator's --image. */
+  image: string;
+  /** Bootstrap brokers the pods connect to: spec.kafka's or the operator's default cluster. */
+  brokers: string[];
+}
+
+/** Where a sink's volume is mounted in its pod. */
+export const sinkMountPath = "/var/lib/tributary/sink";
+/** The sink's /healthz, /readyz and /metrics. */
+export const sinkMetricsPort = 9464;
+
+export const collectorName = (topic: string) => `${topic}-collector`;
+export const sinkDeploymentName = (topic: string, sink: string) => `${topic}-sink-${sink}`;
+
+/** The Kafka topic of a Topic resource: spec.topicName, else metadata.name. */
+export function kafkaTopicName(spec: TopicSpec, resource: KubeObject): string {
+  return spec.topicName ?? resource.metadata.name;
+}
+
+/** The dead-letter topic of the collectors and sinks: the spec's, else `<topic>.dlq`. */
+export function deadLetterTopicName(spec: TopicSpec, resource: KubeObject): string {
+  return spec.ingest?.clickstream?.deadLetterTopic ?? `${kafkaTopicName(spec, resource)}.dlq`;
+}
+
+export function collectorEndpoint(input: TopicBuildInput): string | undefined {
+  const clickstream = input.spec.ingest?.clickstream;
+  if (!clickstream) return undefined;
+  const { name, namespace } = input.resource.metadata;
+  return `http://${collectorName(name)}.${namespace}.svc:${clickstream.port}/v1/events`;
+}
+
+/**
+ * Sinks the sink process cannot run yet, with why: it writes to a mounted directory only
+ * (BlockPool targets come with the BlockPool client), and its Parquet writer has no zstd.
+ * They are left out of the desired children and reported; the rest of the Topic still runs.
+ */
+export function unsupportedSinks(spec: TopicSpec): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  spec.sinks.forEach((sink, index) => {
+    if (sink.target.blockPool) {
+      problems.push({
+        reason: Reason.SinkFailing,
+        message: `spec.sinks[${index}] (${sink.name}): target.blockPool is not supported by the sink process yet; write to target.volume`,
+      });
+    } else if (sink.format === "parquet" && sink.compression === "zstd") {
+      problems.push({
+        reason: Reason.SinkFailing,
+        message: `spec.sinks[${index}] (${sink.name}): compression zstd is not supported by the Parquet writer; use none, snappy or gzip`,
+      });
+    }
+  });
+  return problems;
+}
+
+export function runnableSinks(spec: TopicSpec): Sink[] {
+  return spec.sinks.filter(
+    (sink) => sink.target.volume && !(sink.format === "parquet" && sink.compression === "zstd"),
+  );
+}
+
+export function desiredChildren(input: TopicBuildInput): KubeObject[] {
+  const children: KubeObject[] = [];
+  const clickstream = input.spec.ingest?.clickstream;
+  if (clickstream)
+    children.push(collectorService(input, clickstream), collectorDeployment(input, clickstream));
+  for (const sink of runnableSinks(input.spec)) children.push(sinkDeployment(input, sink));
+  return children;
+}
+
+function metadata(input: TopicBuildInput, name: string, component: string) {
+  return {
+    name,
+    namespace: input.resource.metadata.namespace,
+    labels: childLabels(input.resource, component),
+    ownerReferences: [ownerReference(input.resource)],
+  };
+}
+
+/** `stopped` scales every role to zero; the topic and the committed offsets stay. */
+function replicas(input: TopicBuildInput, desired: number): number {
+  return input.spec.clusterOperation.stopped ? 0 : desired;
+}
+
+const restrictedSecurity = {
+  pod: { runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } },
+  container: {
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ["ALL"] },
+  },
+};
+
+export function collectorService(input: TopicBuildInput, clickstream: ClickstreamIngest): KubeObject {
+  const name = collectorName(input.resource.metadata.name);
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: metadata(input, name, "collector"),
+    spec: {
+      type: clickstream.serviceType,
+      selector: selectorLabels(input.resource, "collector"),
+      ports: [{ name: "http", port: clickstream.port, targetPort: "http", protocol: "TCP" }],
+    },
+  };
+}
+
+export function collectorDeployment(input: TopicBuildInput, clickstream: ClickstreamIngest): KubeObject {
+  const { resource, spec } = input;
+  const name = collectorName(resource.metadata.name);
+  const env = [
+    { name: "TRIBUTARY_COLLECTOR_BROKERS", value: input.brokers.join(",") },
+    { name: "TRIBUTARY_COLLECTOR_TOPIC", value: kafkaTopicName(spec, resource) },
+    { name: "TRIBUTARY_COLLECTOR_DLQ_TOPIC", value: deadLetterTopicName(spec, resource) },
+    { name: "TRIBUTARY_COLLECTOR_PORT", value: String(clickstream.port) },
+    { name: "TRIBUTARY_COLLECTOR_MAX_EVENTS_PER_REQUEST", value: String(clickstream.maxBatchEvents) },
+    { name: "TRIBUTARY_COLLECTOR_MAX_BODY_BYTES", value: String(parseQuantity(clickstream.maxBodyBytes)) },
+    {
+      name: "TRIBUTARY_COLLECTOR_MAX_BUFFERED_BYTES",
+      value: String(parseQuantity(clickstream.maxBufferedBytes)),
+    },
+    { name: "TRIBUTARY_COLLECTOR_LINGER_MS", value: String(clickstream.lingerMs) },
+    { name: "TRIBUTARY_COLLECTOR_CLIENT_ID", value: `tributary-collector-${resource.metadata.name}` },
+    // Each event names the pod that took it, which tells apart the replicas in a trace.
+    { name: "TRIBUTARY_COLLECTOR_COLLECTOR_ID", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+  ];
+  const generatedTemplate = {
+    metadata: { labels: childLabels(resource, "collector") },
+    spec: {
+      securityContext: restrictedSecurity.pod,
+      // The collector answers requests in progress and flushes its buffer to Kafka on SIGTERM.
+      terminationGracePeriodSeconds: 30,
+      containers: [
+        {
+          name: "collector",
+          image: input.image,
+          args: ["collector"],
+          env,
+          ports: [{ name: "http", containerPort: clickstream.port, protocol: "TCP" }],
+          ...(clickstream.resources ? { resources: clickstream.resources } : {}),
+          // Ready means the producer is connected and Kafka acknowledges: no traffic before that.
+          readinessProbe: { httpGet: { path: "/readyz", port: "http" }, periodSeconds: 5 },
+          livenessProbe: {
+            httpGet: { path: "/healthz", port: "http" },
+            periodSeconds: 10,
+            failureThreshold: 6,
+          },
+          securityContext: restrictedSecurity.container,
+        },
+      ],
+    },
+  };
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: metadata(input, name, "collector"),
+    spec: {
+      replicas: replicas(input, clickstream.replicas),
+      selector: { matchLabels: selectorLabels(resource, "collector") },
+      // Collectors are stateless: replace one pod at a time and keep the capacity.
+      strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: mergePodTemplate(generatedTemplate, clickstream.podOverrides),
+    },
+  };
+}
+
+/** The sink's codec name for the API's compression name. */
+function sinkCodec(sink: Sink): string {
+  if (sink.compression === "none") return sink.format === "avro" ? "null" : "uncompressed";
+  return sink.compression;
+}
+
+export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
+  const { resource, spec } = input;
+  const name = sinkDeploymentName(resource.metadata.name, sink.name);
+  const component = `sink-${sink.name}`;
+  const volume = sink.target.volume!;
+  const targetDir = volume.subPath ? `${sinkMountPath}/${volume.subPath.replace(/\/+$/, "")}` : sinkMountPath;
+  const env = [
+    { name: "TRIBUTARY_SINK_BROKERS", value: input.brokers.join(",") },
+    { name: "TRIBUTARY_SINK_TOPIC", value: kafkaTopicName(spec, resource) },
+    // One consumer group per sink: two sinks of a topic each read every event.
+    {
+      name: "TRIBUTARY_SINK_GROUP_ID",
+      value: `tributary-sink-${resource.metadata.namespace}-${resource.metadata.name}-${sink.name}`,
+    },
+    { name: "TRIBUTARY_SINK_FORMAT", value: sink.format },
+    { name: "TRIBUTARY_SINK_CODEC", value: sinkCodec(sink) },
+    { name: "TRIBUTARY_SINK_TARGET_DIR", value: targetDir },
+    { name: "TRIBUTARY_SINK_ROLL_MAX_BYTES", value: String(parseQuantity(sink.roll.maxBytes)) },
+    { name: "TRIBUTARY_SINK_ROLL_MAX_AGE_MS", value: String(sink.roll.maxAgeSeconds * 1000) },
+    ...(sink.parquet
+      ? [{ name: "TRIBUTARY_SINK_ROW_GROUP_ROWS", value: String(sink.parquet.rowGroupSize) }]
+      : []),
+    { name: "TRIBUTARY_SINK_DEAD_LETTER_TOPIC", value: deadLetterTopicName(spec, resource) },
+    { name: "TRIBUTARY_SINK_METRICS_PORT", value: String(sinkMetricsPort) },
+  ];
+  const generatedTemplate = {
+    metadata: { labels: childLabels(resource, component) },
+    spec: {
+      securityContext: restrictedSecurity.pod,
+      // The open file is closed and committed on SIGTERM; a large row group takes a while.
+      terminationGracePeriodSeconds: 60,
+      containers: [
+        {
+          name: "sink",
+          image: input.image,
+          args: ["sink"],
+          env,
+          ports: [{ name: "metrics", containerPort: sinkMetricsPort, protocol: "TCP" }],
+          ...(sink.resources ? { resources: sink.resources } : {}),
+          volumeMounts: [
+            { name: "target", mountPath: sinkMountPath },
+            { name: "tmp", mountPath: "/tmp" },
+          ],
+          readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
+          livenessProbe: {
+            httpGet: { path: "/healthz", port: "metrics" },
+            periodSeconds: 10,
+            failureThreshold: 6,
+          },
+          securityContext: restrictedSecurity.container,
+        },
+      ],
+      volumes: [
+        { name: "target", persistentVolumeClaim: { claimName: volume.claimName } },
+        { name: "tmp", emptyDir: {} },
+      ],
+    },
+  };
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: metadata(input, name, component),
+    spec: {
+      replicas: replicas(input, sink.replicas),
+      selector: { matchLabels: selectorLabels(resource, component) },
+      // A sink's replicas share partitions through the group; a replacement may start first.
+      strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: mergePodTemplate(generatedTemplate, sink.podOverrides),
+    },
+  };
+}
