@@ -21,6 +21,16 @@ const roles: Record<string, Role> = {
       "take clickstream events over HTTP and produce them, Avro-encoded and keyed by session, to Kafka",
     load: () => import("./dataplane/clickstream/main.js"),
   },
+  namenode: {
+    describe:
+      "the BlockPool's namespace, edit log and block manager with WebHDFS (active or standby by fencing epoch)",
+    load: () => import("./dataplane/storage/namenode/main.js"),
+  },
+  datanode: {
+    describe:
+      "store a BlockPool's replicas: pipelined block writes, verified reads, heartbeats, block scanner",
+    load: () => import("./dataplane/storage/datanode/main.js"),
+  },
 };
 
 function usage(): string {

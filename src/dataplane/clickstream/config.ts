@@ -1,0 +1,125 @@
+/**
+ * The collector's configuration: command-line flags (`--max-body-bytes 1048576`) over environment
+ * variables (`TRIBUTARY_COLLECTOR_MAX_BODY_BYTES=1048576`) over defaults, validated with zod.
+ */
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { SCHEMAS_TOPIC } from "../avro/registry.js";
+
+const count = (what: string) =>
+  z.coerce
+    .number({ error: `${what} must be a number` })
+    .int({ error: `${what} must be a whole number` })
+    .positive({ error: `${what} must be positive` });
+
+const brokerList = z
+  .union([z.string(), z.array(z.string())])
+  .transform((value) =>
+    (Array.isArray(value) ? value : value.split(","))
+      .map((broker) => broker.trim())
+      .filter((broker) => broker.length > 0),
+  )
+  .pipe(
+    z
+      .array(z.string().regex(/^[^\s:]+:\d+$/, { error: "each broker must be host:port" }))
+      .min(1, { error: "brokers is required (host:port,host:port)" }),
+  );
+
+const flag = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
+  .transform((value) => value === true || value === "true" || value === "1");
+
+export const collectorConfigSchema = z
+  .object({
+    brokers: brokerList,
+    topic: z.string({ error: "topic is required" }).regex(/^[A-Za-z0-9._-]{1,249}$/, {
+      error: "topic must be 1-249 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+    }),
+    dlqTopic: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,249}$/)
+      .optional(),
+    schemasTopic: z.string().default(SCHEMAS_TOPIC),
+    host: z.string().default("0.0.0.0"),
+    port: z.coerce.number().int().min(0).max(65535).default(8080),
+    clientId: z.string().min(1).default("tributary-collector"),
+    /** Identifies this instance in every event; the pod name in Kubernetes. */
+    collectorId: z.string().min(1).default(hostname()),
+    maxBodyBytes: count("maxBodyBytes").default(1024 * 1024),
+    maxEventsPerRequest: count("maxEventsPerRequest").default(1000),
+    maxBufferedEvents: count("maxBufferedEvents").default(20_000),
+    maxBufferedBytes: count("maxBufferedBytes").default(32 * 1024 * 1024),
+    maxBatchEvents: count("maxBatchEvents").default(1000),
+    /** Below the broker's default message.max.bytes (1 MiB) for one partition's record batch. */
+    maxBatchBytes: count("maxBatchBytes").default(512 * 1024),
+    lingerMs: z.coerce.number().int().min(0).default(2),
+    /** How long a request waits for Kafka's acknowledgement before answering 503. */
+    ackTimeoutMs: count("ackTimeoutMs").default(10_000),
+    /** How long a batch may wait for Kafka before the collector reports it unavailable. */
+    stallTimeoutMs: count("stallTimeoutMs").default(5_000),
+    retryAfterSeconds: count("retryAfterSeconds").default(1),
+    unavailableRetryAfterSeconds: count("unavailableRetryAfterSeconds").default(5),
+    cookieName: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/)
+      .default("tributary_sid"),
+    /** 30 minutes of inactivity ends a session, as in the usual web analytics. */
+    sessionMaxAgeSeconds: count("sessionMaxAgeSeconds").default(1800),
+    /** Take the client IP from X-Forwarded-For's first hop (behind an ingress or load balancer). */
+    trustForwardedFor: flag.default(true),
+    shutdownTimeoutMs: count("shutdownTimeoutMs").default(20_000),
+    /** How long to wait at start for the topics to appear in the brokers' metadata. */
+    topicWaitMs: z.coerce.number().int().min(0).default(15_000),
+  })
+  .refine((config) => config.maxEventsPerRequest <= config.maxBufferedEvents, {
+    error: "maxEventsPerRequest must not exceed maxBufferedEvents, or a full request could never be buffered",
+    path: ["maxEventsPerRequest"],
+  })
+  .transform((config) => ({ ...config, dlqTopic: config.dlqTopic ?? `${config.topic}.dlq` }));
+
+export type CollectorConfig = z.output<typeof collectorConfigSchema>;
+export type CollectorConfigInput = z.input<typeof collectorConfigSchema>;
+
+const keys = Object.keys(collectorConfigSchema.in.shape) as (keyof CollectorConfigInput)[];
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const envName = (key: string) => `TRIBUTARY_COLLECTOR_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function usage(): string {
+  const lines = keys.map((key) => `  --${kebab(key).padEnd(32)} ${envName(key)}`);
+  return `usage: tributary collector [options]\n\noptions (flag, or environment variable):\n${lines.join("\n")}\n`;
+}
+
+/** Parses flags over `env`; a bad value is a ConfigError naming the flag and what was expected. */
+export function parseCollectorConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): CollectorConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(keys.map((key) => [kebab(key), { type: "string" as const }])),
+    }).values;
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}\n\n${usage()}`);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of keys) {
+    const value = values[kebab(key)] ?? env[envName(key)];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const parsed = collectorConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "");
+      return `  --${kebab(key)} (${envName(key)}): ${issue.message}`;
+    });
+    throw new ConfigError(`invalid collector configuration:\n${problems.join("\n")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,545 @@
+/**
+ * The clickstream collector's HTTP server.
+ *
+ *   POST /v1/events        one JSON event, `{"events":[...]}`, a JSON array, or NDJSON
+ *   GET  /v1/pixel.gif?…   a 1×1 GIF; the event comes from the query string and the headers
+ *   GET  /healthz          the process is alive
+ *   GET  /readyz           the producer is connected and Kafka acknowledges sends
+ *   GET  /metrics          Prometheus
+ *
+ * Responses to POST, as web-analytics collectors do it (Snowplow, Segment): `200` once every event
+ * of the request is durable in Kafka — valid ones on the events topic, invalid ones on the
+ * dead-letter topic — with a body that says, per event, which were accepted and why the others
+ * were refused. Trackers retry any non-2xx answer, and a refused event would be refused again, so
+ * refusals are reported in the body rather than as a 4xx status. Non-2xx answers mean "nothing of
+ * this request may be counted as received; send it again":
+ *
+ *   400  the body is not JSON/NDJSON at all (it is dead-lettered as it came)
+ *   413  the body is larger than `maxBodyBytes`, has more than `maxEventsPerRequest` events, or
+ *        would not fit the whole buffer even when empty
+ *   429  the buffer of events waiting for Kafka is full (Retry-After)
+ *   503  Kafka is unreachable or did not acknowledge in time (Retry-After)
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { type AddressInfo, isIP } from "node:net";
+import type { Logger } from "../../log.js";
+import type { RegisteredSchema } from "../avro/registry.js";
+import { encodeWith } from "../avro/registry.js";
+import type { CollectorConfig } from "./config.js";
+import type { CollectorMetrics } from "./metrics.js";
+import {
+  BufferFullError,
+  KafkaUnavailableError,
+  type OutboundMessage,
+  type ProducePipeline,
+  SubmissionTooLargeError,
+} from "./pipeline.js";
+import { type FieldError, type ServerContext, validateEvent } from "./schema.js";
+
+/** The smallest transparent GIF: 1×1, one palette entry, transparent. */
+export const PIXEL_GIF = Buffer.from("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7", "base64");
+
+export type EventResult =
+  | { index: number; status: "accepted"; eventId: string }
+  | { index: number; status: "refused"; errors: FieldError[] };
+
+export interface EventsResponse {
+  accepted: number;
+  refused: number;
+  results: EventResult[];
+}
+
+/** A dead-lettered event: what came in, why it was refused, and when. */
+export interface DeadLetter {
+  reason: "invalid-event" | "unparseable-body";
+  errors: FieldError[];
+  /** The event as the client sent it (parsed JSON), or the raw text when it was not JSON. */
+  raw: unknown;
+  index: number;
+  receivedAt: string;
+  collectorId: string;
+  clientIp: string;
+  topic: string;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+type Parsed = { events: unknown[] } | { unparseable: string };
+
+export class CollectorServer {
+  private readonly server: Server;
+  private shuttingDown = false;
+
+  constructor(
+    private readonly config: CollectorConfig,
+    private readonly pipeline: ProducePipeline,
+    private readonly schema: RegisteredSchema,
+    private readonly metrics: CollectorMetrics,
+    private readonly logger: Logger,
+  ) {
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((error: unknown) => {
+        this.logger.error({ error: (error as Error).stack }, "unexpected error in request handler");
+        if (!res.headersSent) this.json(res, "unknown", 500, { error: "internal error" });
+        else res.destroy();
+      });
+    });
+    // Trackers keep connections open between beacons; a generous keep-alive saves handshakes.
+    this.server.keepAliveTimeout = 65_000;
+    this.server.headersTimeout = 66_000;
+  }
+
+  listen(port = this.config.port, host = this.config.host): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting connections and waits for the requests in progress to be answered. */
+  async close(timeoutMs: number): Promise<void> {
+    this.shuttingDown = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const timer = setTimeout(() => this.server.closeAllConnections(), timeoutMs);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://collector");
+    if (this.shuttingDown) res.setHeader("Connection", "close");
+    if (req.method === "OPTIONS") return this.preflight(req, res);
+    switch (url.pathname) {
+      case "/v1/events":
+        if (req.method !== "POST") return this.methodNotAllowed(res, "events", "POST");
+        return this.postEvents(req, res);
+      case "/v1/pixel.gif":
+        if (req.method !== "GET" && req.method !== "HEAD") return this.methodNotAllowed(res, "pixel", "GET");
+        return this.pixel(req, res, url);
+      case "/healthz":
+        return this.text(res, "healthz", 200, "ok\n");
+      case "/readyz": {
+        const reason = this.shuttingDown ? "shutting down" : this.pipeline.unavailableReason();
+        return reason
+          ? this.text(res, "readyz", 503, `not ready: ${reason}\n`)
+          : this.text(res, "readyz", 200, "ready\n");
+      }
+      case "/metrics": {
+        const body = await this.metrics.registry.metrics();
+        res.writeHead(200, { "Content-Type": this.metrics.registry.contentType });
+        res.end(body);
+        this.metrics.requests.inc({ route: "metrics", code: "200" });
+        return;
+      }
+      default:
+        return this.json(res, "unknown", 404, {
+          error: `no route ${req.method} ${url.pathname}; use POST /v1/events or GET /v1/pixel.gif`,
+        });
+    }
+  }
+
+  private async postEvents(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.cors(req, res);
+    const context = this.serverContext(req, res);
+    let parsed: Parsed;
+    try {
+      const body = await this.readBody(req);
+      parsed = parseBody(body, req.headers["content-type"]);
+    } catch (error) {
+      return this.fail(res, "events", error);
+    }
+    if ("unparseable" in parsed) {
+      const letter = this.deadLetter("unparseable-body", parsed.unparseable, 0, context, [
+        { field: "", message: "the body is neither JSON nor NDJSON" },
+      ]);
+      try {
+        await this.produce([letter]);
+        this.metrics.eventsRefused.inc();
+        this.metrics.eventsDeadLettered.inc();
+      } catch (error) {
+        return this.fail(res, "events", error);
+      }
+      return this.json(res, "events", 400, {
+        error:
+          'the body is neither a JSON event, {"events": [...]}, a JSON array nor NDJSON (one event per line)',
+      });
+    }
+    if (parsed.events.length > this.config.maxEventsPerRequest) {
+      return this.fail(
+        res,
+        "events",
+        new HttpError(
+          413,
+          `${parsed.events.length} events in one request; at most ${this.config.maxEventsPerRequest} are taken`,
+        ),
+      );
+    }
+    const { messages, results } = this.prepare(parsed.events, context);
+    try {
+      await this.produce(messages);
+    } catch (error) {
+      return this.fail(res, "events", error);
+    }
+    this.json(res, "events", 200, this.count(results));
+  }
+
+  /**
+   * The tracking pixel. Field names are the JSON ones (`eventType`, `eventTime`, `url`, `videoId`,
+   * `userId`, …). A `<noscript>` pixel knows neither the time nor what happened: a missing
+   * `eventTime` is the received time and a missing `eventType` is `page_view`. A HEAD request
+   * (link checkers, prefetchers) records nothing.
+   */
+  private async pixel(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const context = this.serverContext(req, res);
+    const query = url.searchParams;
+    const raw: Record<string, unknown> = { eventType: "page_view", eventTime: context.receivedAt };
+    for (const field of [
+      "eventId",
+      "eventType",
+      "eventTime",
+      "sessionId",
+      "userId",
+      "userAgent",
+      "referrer",
+    ]) {
+      const value = query.get(field);
+      if (value !== null) raw[field] = value;
+    }
+    // The page that embeds the pixel is the Referer of the pixel's own request.
+    const pageUrl = query.get("url") ?? header(req, "referer");
+    raw.request = {
+      ...(query.get("method") !== null ? { method: query.get("method") } : {}),
+      ...(pageUrl !== undefined ? { url: pageUrl } : {}),
+      ...(query.get("videoId") !== null ? { videoId: query.get("videoId") } : {}),
+    };
+    const { messages, results } =
+      req.method === "HEAD" ? { messages: [], results: [] } : this.prepare([raw], context);
+    try {
+      await this.produce(messages);
+    } catch (error) {
+      return this.fail(res, "pixel", error);
+    }
+    this.count(results);
+    const refused = results[0]?.status === "refused" ? results[0].errors : undefined;
+    res.writeHead(200, {
+      "Content-Type": "image/gif",
+      "Content-Length": PIXEL_GIF.length,
+      "Cache-Control": "no-cache, no-store, must-revalidate",
+      ...(refused
+        ? { "X-Tributary-Refused": headerSafe(refused.map((e) => `${e.field}: ${e.message}`).join("; ")) }
+        : {}),
+    });
+    res.end(req.method === "HEAD" ? undefined : PIXEL_GIF);
+    this.metrics.requests.inc({ route: "pixel", code: "200" });
+  }
+
+  /** Validates and encodes each event: accepted ones for the topic, refused ones for the DLQ. */
+  private prepare(
+    events: unknown[],
+    context: ServerContext,
+  ): { messages: OutboundMessage[]; results: EventResult[] } {
+    const messages: OutboundMessage[] = [];
+    const results: EventResult[] = [];
+    events.forEach((raw, index) => {
+      if (raw instanceof UnparseableLine) {
+        const errors = [{ field: "", message: `line ${raw.line} of the NDJSON body is not valid JSON` }];
+        messages.push(this.deadLetter("invalid-event", raw.text, index, context, errors));
+        results.push({ index, status: "refused", errors });
+        return;
+      }
+      const validation = validateEvent(raw, context);
+      if (validation.ok) {
+        const { event } = validation;
+        messages.push({
+          topic: this.config.topic,
+          key: event.sessionId,
+          value: encodeWith(this.schema.id, this.schema.type, event),
+        });
+        results.push({ index, status: "accepted", eventId: event.eventId });
+      } else {
+        messages.push(this.deadLetter("invalid-event", raw, index, context, validation.errors));
+        results.push({ index, status: "refused", errors: validation.errors });
+      }
+    });
+    return { messages, results };
+  }
+
+  private deadLetter(
+    reason: DeadLetter["reason"],
+    raw: unknown,
+    index: number,
+    context: ServerContext,
+    errors: FieldError[],
+  ): OutboundMessage {
+    const letter: DeadLetter = {
+      reason,
+      errors,
+      raw,
+      index,
+      receivedAt: new Date(context.receivedAt).toISOString(),
+      collectorId: context.collectorId,
+      clientIp: context.clientIp,
+      topic: this.config.topic,
+    };
+    const sessionId =
+      raw !== null &&
+      typeof raw === "object" &&
+      typeof (raw as { sessionId?: unknown }).sessionId === "string"
+        ? (raw as { sessionId: string }).sessionId
+        : context.sessionId;
+    return { topic: this.config.dlqTopic, key: sessionId, value: Buffer.from(JSON.stringify(letter)) };
+  }
+
+  /** Resolves once Kafka acknowledged every message; throws what the client should be told. */
+  private async produce(messages: OutboundMessage[]): Promise<void> {
+    const abort = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const acknowledged = this.pipeline.submit(messages, abort.signal);
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(
+            new KafkaUnavailableError(
+              `Kafka did not acknowledge the events within ${this.config.ackTimeoutMs} ms`,
+            ),
+          );
+        }, this.config.ackTimeoutMs);
+      });
+      await Promise.race([acknowledged, timedOut]);
+    } catch (error) {
+      abort.abort();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private count(results: EventResult[]): EventsResponse {
+    let accepted = 0;
+    for (const result of results) if (result.status === "accepted") accepted++;
+    const refused = results.length - accepted;
+    this.metrics.eventsAccepted.inc(accepted);
+    if (refused > 0) {
+      this.metrics.eventsRefused.inc(refused);
+      this.metrics.eventsDeadLettered.inc(refused);
+    }
+    return { accepted, refused, results };
+  }
+
+  /** Answers what a client must be told for `error`: 413, 429 or 503 with Retry-After; rethrows anything else. */
+  private fail(res: ServerResponse, route: string, error: unknown): void {
+    if (error instanceof HttpError) {
+      this.json(res, route, error.status, { error: error.message }, error.headers);
+    } else if (error instanceof SubmissionTooLargeError) {
+      this.json(res, route, 413, { error: `${error.message}; send fewer events per request` });
+    } else if (error instanceof BufferFullError) {
+      const retryAfter = String(this.config.retryAfterSeconds);
+      this.json(res, route, 429, { error: `${error.message}; retry later` }, { "Retry-After": retryAfter });
+    } else if (error instanceof KafkaUnavailableError) {
+      const retryAfter = String(this.config.unavailableRetryAfterSeconds);
+      const body = { error: `${error.message}; nothing of this request was acknowledged` };
+      this.json(res, route, 503, body, { "Retry-After": retryAfter });
+    } else {
+      throw error;
+    }
+  }
+
+  /**
+   * Reads the body up to `maxBodyBytes`. A declared Content-Length over the limit is answered
+   * before reading; a chunked body that grows past it is read to its end (discarded) so the
+   * client sees the 413 instead of a reset connection.
+   */
+  private readBody(req: IncomingMessage): Promise<Buffer> {
+    const limit = this.config.maxBodyBytes;
+    const tooLarge = (size: string) =>
+      new HttpError(413, `request body of ${size} bytes is larger than the limit of ${limit} bytes`, {
+        Connection: "close",
+      });
+    const declared = Number(req.headers["content-length"] ?? Number.NaN);
+    if (declared > limit) {
+      req.resume();
+      return Promise.reject(tooLarge(String(declared)));
+    }
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= limit) chunks.push(chunk);
+      });
+      req.on("end", () =>
+        size > limit ? reject(tooLarge(`at least ${size}`)) : resolve(Buffer.concat(chunks, size)),
+      );
+      req.on("error", reject);
+    });
+  }
+
+  /** What the server knows about a request; also renews the session cookie (sliding 30 minutes). */
+  private serverContext(req: IncomingMessage, res: ServerResponse): ServerContext {
+    const sessionId = readCookie(req, this.config.cookieName) ?? randomUUID();
+    // Secure when the page reached us over TLS (directly or through a TLS-terminating ingress),
+    // so the cookie never travels in clear; plain HTTP in a test cluster still gets a session.
+    const secure = header(req, "x-forwarded-proto") === "https" || "encrypted" in req.socket;
+    res.setHeader(
+      "Set-Cookie",
+      `${this.config.cookieName}=${sessionId}; Path=/; Max-Age=${this.config.sessionMaxAgeSeconds}; HttpOnly; SameSite=Lax${secure ? "; Secure" : ""}`,
+    );
+    const context: ServerContext = {
+      receivedAt: Date.now(),
+      collectorId: this.config.collectorId,
+      clientIp: this.clientIp(req),
+      sessionId,
+    };
+    const userAgent = header(req, "user-agent");
+    if (userAgent) context.userAgent = userAgent;
+    const referrer = header(req, "referer");
+    if (referrer) context.referrer = referrer;
+    return context;
+  }
+
+  private clientIp(req: IncomingMessage): string {
+    if (this.config.trustForwardedFor) {
+      const forwarded = header(req, "x-forwarded-for")?.split(",")[0]?.trim();
+      if (forwarded && isIP(forwarded)) return forwarded;
+    }
+    const peer = req.socket.remoteAddress ?? "";
+    // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+    return peer.startsWith("::ffff:") && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer;
+  }
+
+  /** Browsers post beacons across origins with the session cookie: allow the caller's origin with credentials. */
+  private cors(req: IncomingMessage, res: ServerResponse): void {
+    const origin = header(req, "origin");
+    if (!origin) return;
+    res.setHeader("Access-Control-Allow-Origin", origin);
+    res.setHeader("Access-Control-Allow-Credentials", "true");
+    res.setHeader("Vary", "Origin");
+  }
+
+  private preflight(req: IncomingMessage, res: ServerResponse): void {
+    this.cors(req, res);
+    res.writeHead(204, {
+      "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+      "Access-Control-Allow-Headers": "Content-Type",
+      "Access-Control-Max-Age": "86400",
+    });
+    res.end();
+    this.metrics.requests.inc({ route: "preflight", code: "204" });
+  }
+
+  private methodNotAllowed(res: ServerResponse, route: string, allowed: string): void {
+    this.json(res, route, 405, { error: `use ${allowed}` }, { Allow: allowed });
+  }
+
+  private json(
+    res: ServerResponse,
+    route: string,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      ...headers,
+      "Content-Type": "application/json",
+      "Content-Length": Buffer.byteLength(text),
+    });
+    res.end(text);
+    this.metrics.requests.inc({ route, code: String(status) });
+  }
+
+  private text(res: ServerResponse, route: string, status: number, body: string): void {
+    res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8" });
+    res.end(body);
+    this.metrics.requests.inc({ route, code: String(status) });
+  }
+}
+
+/** Refusal reasons echo what the client sent; a header may carry only visible ASCII. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, "?").slice(0, 1024);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  return first === undefined || first === "" ? undefined : first;
+}
+
+function readCookie(req: IncomingMessage, name: string): string | undefined {
+  const cookies = header(req, "cookie");
+  if (!cookies) return undefined;
+  for (const part of cookies.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      const value = part.slice(eq + 1).trim();
+      // A tampered cookie is replaced rather than refused: the session id is ours to hand out.
+      return /^[A-Za-z0-9_-]{8,128}$/.test(value) ? value : undefined;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * One JSON event, `{"events": [...]}`, a JSON array, or NDJSON (one event per line; a line that
+ * is not JSON becomes an event that validation refuses with the line number).
+ */
+export function parseBody(body: Buffer, contentType: string | undefined): Parsed {
+  const text = body.toString("utf8");
+  const ndjson = /^application\/(x-)?(ndjson|jsonl|jsonlines)\b/i.test(contentType ?? "");
+  if (!ndjson) {
+    try {
+      const value: unknown = JSON.parse(text);
+      if (Array.isArray(value)) return { events: value };
+      if (
+        value !== null &&
+        typeof value === "object" &&
+        Array.isArray((value as { events?: unknown }).events)
+      ) {
+        return { events: (value as { events: unknown[] }).events };
+      }
+      return { events: [value] };
+    } catch {
+      if (!text.includes("\n")) return { unparseable: text };
+    }
+  }
+  const events: unknown[] = [];
+  let lineNumber = 0;
+  let anyParsed = false;
+  for (const line of text.split("\n")) {
+    lineNumber++;
+    if (line.trim() === "") continue;
+    try {
+      events.push(JSON.parse(line));
+      anyParsed = true;
+    } catch {
+      events.push(new UnparseableLine(lineNumber, line));
+    }
+  }
+  if (!anyParsed && events.length > 0) return { unparseable: text };
+  return { events };
+}
+
+/** A line of an NDJSON body that is not JSON: validation refuses it with its line number. */
+export class UnparseableLine {
+  constructor(
+    readonly line: number,
+    readonly text: string,
+  ) {}
+  toJSON(): string {
+    return this.text;
+  }
+}
