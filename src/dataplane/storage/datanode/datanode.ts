@@ -1,0 +1,601 @@
+/**
+ * The data node: stores replicas (BlockStore), receives pipelined block writes and forwards them
+ * downstream, serves verified reads, heartbeats and reports blocks to every name node (the
+ * standby keeps its block map warm so failover needs no report storm), obeys the active's
+ * commands (transfer for re-replication, invalidate), and scans its replicas in the background.
+ * It also serves WebHDFS's second step (CREATE/APPEND/OPEN after the name node's redirect),
+ * acting as the HDFS client with itself as the favoured first replica.
+ */
+import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { mkdir, readFile as readFileText, statfs, writeFile as writeFileText } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { Counter, Gauge, Registry } from "prom-client";
+import type { Logger } from "../../../log.js";
+import { NameNodeRpc, readFile, sendBlock, writeFile } from "../dfsClient.js";
+import { validatePath } from "../path.js";
+import {
+  type DatanodeCommand,
+  type DatanodeID,
+  type ExtendedBlock,
+  type HeartbeatResponse,
+  illegalArgument,
+  isTrue,
+  type LocatedBlocks,
+  postJson,
+  RemoteException,
+  sendError,
+  sendJson,
+  xferAddress,
+} from "../protocol.js";
+import { reconstructInternalBlocks } from "../striped.js";
+import { BlockStore, type FinishedReplica } from "./blockStore.js";
+
+export interface DataNodeConfig {
+  host: string;
+  advertisedHost: string;
+  xferPort: number;
+  infoPort: number;
+  dataDir: string;
+  nameNodes: string[];
+  rack: string;
+  heartbeatIntervalMs: number;
+  blockReportIntervalMs: number;
+  scanIntervalMs: number;
+}
+
+class DataNodeMetrics {
+  readonly registry = new Registry();
+  readonly bytesWritten = new Counter({
+    name: "tributary_datanode_bytes_written_total",
+    help: "Block bytes received and finalized",
+    registers: [this.registry],
+  });
+  readonly bytesRead = new Counter({
+    name: "tributary_datanode_bytes_read_total",
+    help: "Block bytes served to readers",
+    registers: [this.registry],
+  });
+  readonly blocksWritten = new Counter({
+    name: "tributary_datanode_blocks_written_total",
+    help: "Replicas finalized",
+    registers: [this.registry],
+  });
+  readonly blocksReplicated = new Counter({
+    name: "tributary_datanode_blocks_replicated_total",
+    help: "Replicas copied to other nodes on the name node's command",
+    registers: [this.registry],
+  });
+  readonly blocksRemoved = new Counter({
+    name: "tributary_datanode_blocks_removed_total",
+    help: "Replicas deleted (invalidated)",
+    registers: [this.registry],
+  });
+  readonly checksumFailures = new Counter({
+    name: "tributary_datanode_checksum_failures_total",
+    help: "Corrupt replicas found by reads or the block scanner",
+    registers: [this.registry],
+  });
+  readonly blocksVerified = new Counter({
+    name: "tributary_datanode_blocks_verified_total",
+    help: "Replicas verified by the block scanner",
+    registers: [this.registry],
+  });
+  readonly numBlocks = new Gauge({
+    name: "tributary_datanode_blocks",
+    help: "Finalized replicas on this node",
+    registers: [this.registry],
+  });
+  readonly dfsUsed = new Gauge({
+    name: "tributary_datanode_dfs_used_bytes",
+    help: "Bytes of finalized replicas",
+    registers: [this.registry],
+  });
+}
+
+export class DataNode {
+  readonly store: BlockStore;
+  readonly metrics = new DataNodeMetrics();
+  readonly rpc: NameNodeRpc;
+  id!: DatanodeID;
+  private readonly servers: Server[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private scanning = false;
+
+  constructor(
+    readonly config: DataNodeConfig,
+    private readonly logger: Logger,
+  ) {
+    this.store = new BlockStore(config.dataDir);
+    this.store.onVanished = (blockId) => {
+      this.logger.warn({ blockId }, "replica missing from disk: reporting it deleted");
+      this.reportToAll("blockReceivedAndDeleted", { datanode: this.id, received: [], deleted: [blockId] });
+    };
+    this.rpc = new NameNodeRpc(config.nameNodes);
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.config.dataDir, { recursive: true });
+    await this.store.open();
+    const datanodeUuid = await this.loadUuid();
+    const xfer = await this.listen(this.config.xferPort);
+    const info = await this.listen(this.config.infoPort);
+    this.id = { datanodeUuid, hostName: this.config.advertisedHost, xferPort: xfer, infoPort: info };
+    this.logger.info(
+      { ...this.id, blocks: this.store.list().length, rack: this.config.rack },
+      "data node started",
+    );
+    const heartbeat = () => {
+      this.heartbeatAll().finally(() => {
+        if (!this.closed) this.timers[0] = setTimeout(heartbeat, this.config.heartbeatIntervalMs);
+      });
+    };
+    this.timers[0] = setTimeout(heartbeat, 0);
+    this.timers[1] = setInterval(() => {
+      for (const address of this.config.nameNodes) this.blockReport(address).catch(() => undefined);
+    }, this.config.blockReportIntervalMs);
+    this.timers[2] = setInterval(() => {
+      this.scan().catch((error) =>
+        this.logger.warn({ error: (error as Error).message }, "block scan failed"),
+      );
+    }, this.config.scanIntervalMs);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    await Promise.all(
+      this.servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeIdleConnections();
+            setTimeout(() => server.closeAllConnections(), 5_000).unref();
+          }),
+      ),
+    );
+  }
+
+  private async loadUuid(): Promise<string> {
+    const file = join(this.config.dataDir, "current", "datanode.uuid");
+    try {
+      return (await readFileText(file, "utf8")).trim();
+    } catch {
+      const uuid = randomUUID();
+      await writeFileText(file, `${uuid}\n`);
+      return uuid;
+    }
+  }
+
+  private async listen(port: number): Promise<number> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((error) => sendError(res, error));
+    });
+    server.keepAliveTimeout = 5_000;
+    server.listen(port, this.config.host);
+    await once(server, "listening");
+    this.servers.push(server);
+    return (server.address() as AddressInfo).port;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://datanode");
+    const block = /^\/blocks\/(\d+)$/.exec(url.pathname);
+    if (block) {
+      const blockId = Number(block[1]);
+      if (req.method === "PUT")
+        return this.receiveBlock(req, res, blockId, Number(url.searchParams.get("generationStamp")));
+      if (req.method === "GET") return this.serveBlock(res, blockId, url);
+      if (req.method === "DELETE") {
+        const deleted = await this.store.delete(blockId);
+        if (deleted)
+          this.reportToAll("blockReceivedAndDeleted", {
+            datanode: this.id,
+            received: [],
+            deleted: [blockId],
+          });
+        return sendJson(res, 200, { boolean: deleted });
+      }
+    }
+    if (url.pathname.startsWith("/webhdfs/v1")) return this.webhdfs(req, res, url);
+    if (url.pathname === "/healthz" || url.pathname === "/readyz")
+      return sendJson(res, 200, { status: "ok" });
+    if (url.pathname === "/metrics") {
+      this.metrics.numBlocks.set(this.store.list().length);
+      this.metrics.dfsUsed.set(this.store.dfsUsed);
+      const text = await this.metrics.registry.metrics();
+      res.writeHead(200, { "content-type": this.metrics.registry.contentType });
+      res.end(text);
+      return;
+    }
+    sendError(
+      res,
+      new RemoteException(
+        "UnsupportedOperationException",
+        `${req.method} ${url.pathname} is not served by a data node`,
+      ),
+    );
+  }
+
+  /**
+   * Pipeline write: store locally while forwarding downstream; answer only when the local
+   * replica is finalized and the downstream node (and so every node after it) acknowledged
+   * with the same checksum. A sender that disconnects leaves nothing but a discarded rbw file.
+   */
+  private async receiveBlock(
+    req: IncomingMessage,
+    res: ServerResponse,
+    blockId: number,
+    generationStamp: number,
+  ): Promise<void> {
+    if (!Number.isSafeInteger(generationStamp) || generationStamp <= 0)
+      throw illegalArgument("generationStamp is required");
+    const downstream = JSON.parse(String(req.headers["x-tributary-targets"] ?? "[]")) as DatanodeID[];
+    const writer = await this.store.createRbw(blockId, generationStamp);
+    let forward:
+      | {
+          push(chunk: Buffer): Promise<void>;
+          end(): void;
+          fail(error: Error): void;
+          ack: Promise<{ numBytes: number; checksum: number }>;
+        }
+      | undefined;
+    if (downstream.length > 0) forward = forwarder(downstream, { blockId, generationStamp });
+    let local: FinishedReplica;
+    try {
+      for await (const chunk of req) {
+        await Promise.all([forward?.push(chunk as Buffer), writer.write(chunk as Buffer)]);
+      }
+      forward?.end();
+      local = await writer.finish();
+    } catch (error) {
+      await writer.abort();
+      forward?.fail(error as Error);
+      throw error;
+    }
+    this.metrics.blocksWritten.inc();
+    this.metrics.bytesWritten.inc(local.numBytes);
+    this.reportToAll("blockReceivedAndDeleted", {
+      datanode: this.id,
+      received: [{ blockId, generationStamp, numBytes: local.numBytes }],
+      deleted: [],
+    });
+    if (forward) {
+      const ack = await forward.ack;
+      if (ack.numBytes !== local.numBytes || ack.checksum !== local.checksum) {
+        throw new RemoteException(
+          "IOException",
+          `pipeline checksum mismatch for blk_${blockId}: this node has ${local.numBytes} bytes / ${local.checksum}, downstream ${xferAddress(downstream[0]!)} has ${ack.numBytes} / ${ack.checksum}`,
+        );
+      }
+    }
+    sendJson(res, 200, { numBytes: local.numBytes, checksum: local.checksum });
+  }
+
+  private async serveBlock(res: ServerResponse, blockId: number, url: URL): Promise<void> {
+    const replica = this.store.get(blockId);
+    const generationStamp = Number(url.searchParams.get("generationStamp") ?? 0);
+    if (!replica || (generationStamp && replica.generationStamp !== generationStamp)) {
+      throw new RemoteException(
+        "ReplicaNotFoundException",
+        `Replica not found for blk_${blockId}_${generationStamp} on ${xferAddress(this.id)}`,
+      );
+    }
+    const offset = Number(url.searchParams.get("offset") ?? 0);
+    const length = Math.min(
+      Number(url.searchParams.get("length") ?? replica.numBytes),
+      replica.numBytes - offset,
+    );
+    if (!(offset >= 0 && length >= 0))
+      throw illegalArgument(`bad range offset=${offset} length=${length} of blk_${blockId}`);
+    const chunks = this.store.read(blockId, offset, length);
+    // Verify the first run before committing to a 200, so an early corruption is a clean error.
+    let first: IteratorResult<Buffer>;
+    try {
+      first = await chunks.next();
+    } catch (error) {
+      this.onReadError(error, replica);
+      throw error;
+    }
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": length });
+    try {
+      if (!first.done) {
+        if (!res.write(first.value)) await once(res, "drain");
+        for await (const chunk of chunks) {
+          this.metrics.bytesRead.inc(chunk.length);
+          if (!res.write(chunk)) await once(res, "drain");
+        }
+      }
+      res.end();
+    } catch (error) {
+      this.onReadError(error, replica);
+      res.destroy(error as Error);
+    }
+  }
+
+  private onReadError(error: unknown, replica: ExtendedBlock): void {
+    if (error instanceof RemoteException && error.exception === "ChecksumException") {
+      this.metrics.checksumFailures.inc();
+      this.logger.warn(
+        { blockId: replica.blockId, error: error.message },
+        "corrupt replica: reporting to the name nodes",
+      );
+      this.reportToAll("reportBadBlocks", {
+        blocks: [{ block: replica, datanodeUuid: this.id.datanodeUuid }],
+      });
+    }
+  }
+
+  /** HDFS's DataBlockScanner: verify every replica in turn, report the corrupt ones. */
+  async scan(): Promise<number> {
+    if (this.scanning) return 0;
+    this.scanning = true;
+    let corrupt = 0;
+    try {
+      for (const replica of this.store.list()) {
+        if (this.closed) break;
+        try {
+          await this.store.verify(replica.blockId);
+          this.metrics.blocksVerified.inc();
+        } catch (error) {
+          if (error instanceof RemoteException && error.exception === "ChecksumException") corrupt++;
+          this.onReadError(error, replica);
+        }
+      }
+    } finally {
+      this.scanning = false;
+    }
+    return corrupt;
+  }
+
+  private async heartbeatAll(): Promise<void> {
+    const { bsize, blocks, bavail } = await statfs(this.config.dataDir).catch(() => ({
+      bsize: 0,
+      blocks: 0,
+      bavail: 0,
+    }));
+    const dfsUsed = this.store.dfsUsed;
+    const body = {
+      datanode: this.id,
+      networkLocation: this.config.rack,
+      capacity: bsize * blocks,
+      dfsUsed,
+      remaining: bsize * bavail,
+      numBlocks: this.store.list().length,
+    };
+    await Promise.all(
+      this.config.nameNodes.map(async (address) => {
+        try {
+          const reply = await postJson<HeartbeatResponse>(address, "/rpc/sendHeartbeat", body, 5_000);
+          for (const command of reply.commands) {
+            if (command.action === "register") await this.blockReport(address);
+            else if (reply.haState === "active") this.execute(command);
+          }
+        } catch (error) {
+          this.logger.debug({ nameNode: address, error: (error as Error).message }, "heartbeat failed");
+        }
+      }),
+    );
+  }
+
+  private async blockReport(address: string): Promise<void> {
+    await postJson(address, "/rpc/blockReport", { datanode: this.id, blocks: this.store.list() }, 30_000);
+  }
+
+  private execute(command: DatanodeCommand): void {
+    if (command.action === "invalidate") {
+      (async () => {
+        const deleted: number[] = [];
+        for (const block of command.blocks) {
+          if (await this.store.delete(block.blockId)) deleted.push(block.blockId);
+        }
+        this.metrics.blocksRemoved.inc(deleted.length);
+        if (deleted.length)
+          this.reportToAll("blockReceivedAndDeleted", { datanode: this.id, received: [], deleted });
+      })().catch((error) => this.logger.warn({ error: (error as Error).message }, "invalidate failed"));
+    } else if (command.action === "reconstruct") {
+      const group = {
+        block: command.group,
+        startOffset: 0,
+        locations: [],
+        corrupt: false,
+        ecPolicy: command.ecPolicy,
+        internal: command.sources,
+      };
+      reconstructInternalBlocks(group, command.missing, command.targets).then(
+        () => {
+          this.metrics.blocksReplicated.inc(command.missing.length);
+          this.logger.info(
+            {
+              blockGroup: command.group.blockId,
+              rebuilt: command.missing,
+              targets: command.targets.map(xferAddress),
+            },
+            "rebuilt erasure-coded internal blocks",
+          );
+        },
+        (error) =>
+          this.logger.warn(
+            { blockGroup: command.group.blockId, error: (error as Error).message },
+            "reconstruction failed",
+          ),
+      );
+    } else if (command.action === "transfer") {
+      const replica = this.store.get(command.block.blockId);
+      if (!replica) return;
+      sendBlock(command.targets, replica, this.store.read(replica.blockId)).then(
+        () => {
+          this.metrics.blocksReplicated.inc();
+          this.logger.info(
+            { blockId: replica.blockId, targets: command.targets.map(xferAddress) },
+            "replicated block",
+          );
+        },
+        (error) => {
+          this.onReadError(error, replica);
+          this.logger.warn(
+            { blockId: replica.blockId, error: (error as Error).message },
+            "block transfer failed",
+          );
+        },
+      );
+    }
+  }
+
+  /** Best effort to every name node; full block reports repair anything lost. */
+  private reportToAll(method: string, body: unknown): void {
+    for (const address of this.config.nameNodes) {
+      postJson(address, `/rpc/${method}`, body, 5_000).catch((error) =>
+        this.logger.debug({ nameNode: address, method, error: (error as Error).message }, "report failed"),
+      );
+    }
+  }
+
+  /** WebHDFS's second step: the name node redirected the client here with the operation. */
+  private async webhdfs(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const path = validatePath(decodeURIComponent(url.pathname.slice("/webhdfs/v1".length)) || "/");
+    const op = (url.searchParams.get("op") ?? "").toUpperCase();
+    const user = url.searchParams.get("user.name") ?? "dr.who";
+    const clientName = `DFSClient_webhdfs_${this.id.datanodeUuid.slice(0, 8)}_${randomUUID().slice(0, 8)}`;
+    const number = (name: string) => {
+      const value = url.searchParams.get(name);
+      if (value === null || value === "") return undefined;
+      const parsed = Number(value);
+      if (!Number.isSafeInteger(parsed) || parsed < 0)
+        throw illegalArgument(`Invalid value for webhdfs parameter "${name}": ${value}`);
+      return parsed;
+    };
+    if ((op === "CREATE" && req.method === "PUT") || (op === "APPEND" && req.method === "POST")) {
+      let aborted = false;
+      req.on("aborted", () => {
+        aborted = true;
+      });
+      try {
+        await writeFile(this.rpc, path, req, {
+          clientName,
+          owner: user,
+          permission: url.searchParams.get("permission") ?? undefined,
+          overwrite: isTrue(url.searchParams.get("overwrite")),
+          replication: number("replication") || undefined,
+          blockSize: number("blocksize") || undefined,
+          favoredNode: this.id.datanodeUuid,
+          append: op === "APPEND",
+        });
+      } catch (error) {
+        if (aborted || req.destroyed) {
+          this.logger.warn(
+            { path, error: (error as Error).message },
+            "writer disconnected mid-file: block in flight abandoned",
+          );
+          return;
+        }
+        throw error;
+      }
+      if (op === "CREATE") {
+        res.writeHead(201, { location: `hdfs://${this.config.nameNodes[0]}${path}`, "content-length": 0 });
+      } else {
+        res.writeHead(200, { "content-length": 0 });
+      }
+      res.end();
+      return;
+    }
+    if (op === "OPEN" && req.method === "GET") {
+      const offset = number("offset") ?? 0;
+      const length = number("length");
+      const located = await this.rpc.call<LocatedBlocks>("getBlockLocations", {
+        path,
+        offset,
+        length: length ?? null,
+        clientUuid: this.id.datanodeUuid,
+      });
+      if (offset > located.fileLength)
+        throw new RemoteException(
+          "IOException",
+          `Offset=${offset} out of the range [0, ${located.fileLength}); OPEN, path=${path}`,
+        );
+      const end = length === undefined ? located.fileLength : Math.min(located.fileLength, offset + length);
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": end - offset });
+      try {
+        for await (const chunk of readFile(located, offset, end - offset)) {
+          if (!res.write(chunk)) await once(res, "drain");
+        }
+        res.end();
+      } catch (error) {
+        this.logger.warn({ path, error: (error as Error).message }, "read failed mid-stream");
+        res.destroy(error as Error);
+      }
+      return;
+    }
+    throw new RemoteException(
+      "UnsupportedOperationException",
+      `op=${op} with ${req.method} is not served by a data node; send it to the name node`,
+    );
+  }
+}
+
+/** Forwards a block's bytes down the pipeline while they are being stored here, keeping order and bounded memory. */
+function forwarder(targets: DatanodeID[], block: { blockId: number; generationStamp: number }) {
+  const queue: Buffer[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  let drained: (() => void) | undefined;
+  const source = (async function* () {
+    for (;;) {
+      if (failure) throw failure;
+      const next = queue.shift();
+      if (next) {
+        if (queue.length < 8) drained?.();
+        yield next;
+        continue;
+      }
+      if (ended) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
+    }
+  })();
+  let settled = false;
+  const ack = sendBlock(targets, block, source);
+  ack.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  return {
+    /** Queues a chunk; resolves once the downstream backlog is small again. */
+    async push(chunk: Buffer) {
+      queue.push(chunk);
+      wake?.();
+      while (queue.length >= 16 && !failure) {
+        await Promise.race([
+          new Promise<void>((resolve) => {
+            drained = resolve;
+          }),
+          ack.then(
+            () => undefined,
+            () => undefined,
+          ),
+        ]);
+        drained = undefined;
+        if (settled) break;
+      }
+    },
+    end() {
+      ended = true;
+      wake?.();
+    },
+    fail(error: Error) {
+      failure = error;
+      wake?.();
+    },
+    ack,
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * `tributary datanode`: stores a BlockPool's replicas on its volume, serves block transfer on
+ * --xfer-port and health, metrics and WebHDFS's data step on --info-port, and reports to every
+ * name node in --namenodes.
+ */
+import { hostname } from "node:os";
+import { z } from "zod";
+import { createLogger } from "../../../log.js";
+import { addressList, parseConfig, port, positive, runUntilSignal } from "../config.js";
+import { DataNode, type DataNodeConfig } from "./datanode.js";
+
+export const dataNodeConfigSchema = z.object({
+  host: z.string().default("0.0.0.0"),
+  advertisedHost: z.string().optional(),
+  xferPort: port.default(9866),
+  infoPort: port.default(9864),
+  dataDir: z.string().default("/var/lib/tributary/data"),
+  namenodes: addressList,
+  /** The rack (or zone) for placement, HDFS's network location, e.g. /zone-a. */
+  rack: z
+    .string()
+    .regex(/^\/[^\s]*$/, { error: "rack must be a path such as /default-rack or /zone-a" })
+    .default("/default-rack"),
+  heartbeatIntervalMs: positive.default(3_000),
+  blockReportIntervalMs: positive.default(6 * 60 * 60 * 1000),
+  scanIntervalMs: positive.default(24 * 60 * 60 * 1000),
+  podName: z.string().optional(),
+  podNamespace: z.string().optional(),
+  blockpool: z.string().optional(),
+});
+
+export function dataNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): DataNodeConfig {
+  const parsed = parseConfig("datanode", dataNodeConfigSchema, argv, env);
+  // In a StatefulSet the pod's stable DNS name is <pod>.<pool>-datanode.<namespace>.svc.
+  const podName = parsed.podName ?? env.POD_NAME;
+  const podNamespace = parsed.podNamespace ?? env.POD_NAMESPACE;
+  const podAddress =
+    podName && parsed.blockpool && podNamespace
+      ? `${podName}.${parsed.blockpool}-datanode.${podNamespace}.svc`
+      : undefined;
+  return {
+    host: parsed.host,
+    advertisedHost: parsed.advertisedHost ?? podAddress ?? hostname(),
+    xferPort: parsed.xferPort,
+    infoPort: parsed.infoPort,
+    dataDir: parsed.dataDir,
+    nameNodes: parsed.namenodes,
+    rack: parsed.rack,
+    heartbeatIntervalMs: parsed.heartbeatIntervalMs,
+    blockReportIntervalMs: parsed.blockReportIntervalMs,
+    scanIntervalMs: parsed.scanIntervalMs,
+  };
+}
+
+export async function startDataNode(
+  config: DataNodeConfig,
+  logger = createLogger("datanode"),
+): Promise<DataNode> {
+  const dataNode = new DataNode(config, logger);
+  await dataNode.start();
+  return dataNode;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await runUntilSignal("datanode", dataNodeConfigSchema, argv, async (args) => {
+    const config = dataNodeConfig(args);
+    const logger = createLogger("datanode", { dataDir: config.dataDir });
+    const dataNode = await startDataNode(config, logger);
+    process.stdout.write(
+      `${JSON.stringify({ ready: "datanode", datanodeUuid: dataNode.id.datanodeUuid, xferPort: dataNode.id.xferPort, infoPort: dataNode.id.infoPort })}\n`,
+    );
+    return dataNode;
+  });
+}

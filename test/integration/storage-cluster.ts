@@ -1,0 +1,270 @@
+/**
+ * A BlockPool on loopback for the storage tests: real `tributary namenode` and `tributary datanode`
+ * processes, each in its own temp directory on ports it picks itself (announced on stdout).
+ * Processes run as `node --import tsx src/cli.ts ...` so a kill -9 hits the role itself, not a
+ * wrapper that would leave it running.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { WebHdfsClient } from "../../src/dataplane/storage/client.js";
+import { postJson } from "../../src/dataplane/storage/protocol.js";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+export interface RoleProcess {
+  child: ChildProcess;
+  args: string[];
+  ready: Record<string, unknown>;
+  log: string[];
+}
+
+export interface NameNodeProcess extends RoleProcess {
+  dir: string;
+  rpcPort: number;
+  webhdfsPort: number;
+}
+
+export interface DataNodeProcess extends RoleProcess {
+  dir: string;
+  rack: string;
+  datanodeUuid: string;
+  xferPort: number;
+  infoPort: number;
+}
+
+export async function startRole(role: "namenode" | "datanode", args: string[]): Promise<RoleProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", role, ...args], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? "info" },
+  });
+  const log: string[] = [];
+  const lines = createInterface({ input: child.stdout! });
+  child.stderr!.on("data", (chunk: Buffer) => log.push(chunk.toString()));
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${role} did not start in 60 s:\n${log.join("\n")}`)),
+      60_000,
+    );
+    lines.on("line", (line) => {
+      log.push(line);
+      if (log.length > 2000) log.shift();
+      if (line.startsWith('{"ready"')) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${role} exited with ${code} before it was ready:\n${log.join("\n")}`));
+    });
+  });
+  return { child, args, ready, log };
+}
+
+export async function stopRole(role: RoleProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (role.child.exitCode !== null || role.child.signalCode !== null) return;
+  const exited = once(role.child, "exit");
+  role.child.kill(signal);
+  const timer = setTimeout(() => role.child.kill("SIGKILL"), 15_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface ClusterOptions {
+  nameNodes?: 1 | 2;
+  dataNodes: number;
+  racks?: string[];
+  nameNodeArgs?: string[];
+  dataNodeArgs?: string[];
+}
+
+export class StorageCluster {
+  nameNodes: NameNodeProcess[] = [];
+  dataNodes: DataNodeProcess[] = [];
+
+  private constructor(
+    readonly root: string,
+    readonly options: ClusterOptions,
+  ) {}
+
+  static async start(options: ClusterOptions): Promise<StorageCluster> {
+    const root = await mkdtemp(join(tmpdir(), "tributary-storage-"));
+    const cluster = new StorageCluster(root, options);
+    try {
+      const nameDir = join(root, "name");
+      for (let i = 0; i < (options.nameNodes ?? 1); i++) await cluster.startNameNode(nameDir);
+      await Promise.all(Array.from({ length: options.dataNodes }, (_, i) => cluster.startDataNode(i)));
+      await cluster.waitFor(
+        async () => (await cluster.status()).liveDataNodes === options.dataNodes,
+        "all data nodes registered",
+      );
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  async startNameNode(
+    nameDir: string,
+    ports?: { rpcPort: number; webhdfsPort: number },
+  ): Promise<NameNodeProcess> {
+    const args = [
+      "--host",
+      "127.0.0.1",
+      "--advertised-host",
+      "127.0.0.1",
+      "--rpc-port",
+      String(ports?.rpcPort ?? 0),
+      "--webhdfs-port",
+      String(ports?.webhdfsPort ?? 0),
+      "--name-dir",
+      nameDir,
+      "--heartbeat-expiry-ms",
+      "3000",
+      "--replication-interval-ms",
+      "300",
+      "--takeover-timeout-ms",
+      "2000",
+      "--tail-interval-ms",
+      "300",
+      ...(this.options.nameNodeArgs ?? []),
+    ];
+    const role = await startRole("namenode", args);
+    const process: NameNodeProcess = {
+      ...role,
+      dir: nameDir,
+      rpcPort: role.ready.rpcPort as number,
+      webhdfsPort: role.ready.webhdfsPort as number,
+    };
+    const existing = this.nameNodes.findIndex((nn) => nn.rpcPort === process.rpcPort);
+    if (existing >= 0) this.nameNodes[existing] = process;
+    else this.nameNodes.push(process);
+    return process;
+  }
+
+  /** Kills (default -9) and starts again on the same directory and ports. */
+  async restartNameNode(index: number, signal: NodeJS.Signals = "SIGKILL"): Promise<NameNodeProcess> {
+    const old = this.nameNodes[index]!;
+    await stopRole(old, signal);
+    return this.startNameNode(old.dir, old);
+  }
+
+  async startDataNode(index: number): Promise<DataNodeProcess> {
+    const racks = this.options.racks ?? ["/rack-a", "/rack-b"];
+    const rack = racks[index % racks.length]!;
+    const dir = join(this.root, `data-${index}`);
+    const args = [
+      "--host",
+      "127.0.0.1",
+      "--advertised-host",
+      "127.0.0.1",
+      "--xfer-port",
+      "0",
+      "--info-port",
+      "0",
+      "--data-dir",
+      dir,
+      "--rack",
+      rack,
+      "--namenodes",
+      this.nameNodes.map((nn) => `127.0.0.1:${nn.rpcPort}`).join(","),
+      "--heartbeat-interval-ms",
+      "300",
+      "--block-report-interval-ms",
+      "5000",
+      ...(this.options.dataNodeArgs ?? []),
+    ];
+    const role = await startRole("datanode", args);
+    const node: DataNodeProcess = {
+      ...role,
+      dir,
+      rack,
+      datanodeUuid: role.ready.datanodeUuid as string,
+      xferPort: role.ready.xferPort as number,
+      infoPort: role.ready.infoPort as number,
+    };
+    this.dataNodes[index] = node;
+    return node;
+  }
+
+  webhdfsAddresses(): string[] {
+    return this.nameNodes.map((nn) => `127.0.0.1:${nn.webhdfsPort}`);
+  }
+
+  client(user = "tester"): WebHdfsClient {
+    return new WebHdfsClient({ nameNodes: this.webhdfsAddresses(), user, failoverTimeoutMs: 60_000 });
+  }
+
+  /** The /status of the active name node (the first that answers as active). */
+  async status(): Promise<NameNodeStatus> {
+    for (const nn of this.nameNodes) {
+      if (nn.child.exitCode !== null || nn.child.signalCode !== null) continue;
+      try {
+        const response = await fetch(`http://127.0.0.1:${nn.webhdfsPort}/status`, {
+          signal: AbortSignal.timeout(2_000),
+        });
+        const status = (await response.json()) as NameNodeStatus;
+        if (status.haState === "active") return status;
+      } catch {
+        // Try the next one.
+      }
+    }
+    throw new Error("no active name node");
+  }
+
+  async blockLocations(path: string): Promise<{
+    fileLength: number;
+    underConstruction: boolean;
+    blocks: { block: { blockId: number; numBytes: number }; locations: { datanodeUuid: string }[] }[];
+  }> {
+    let lastError: unknown;
+    for (const nn of this.nameNodes) {
+      try {
+        return await postJson(`127.0.0.1:${nn.rpcPort}`, "/rpc/getBlockLocations", { path });
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError;
+  }
+
+  async waitFor(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown;
+    while (Date.now() < deadline) {
+      try {
+        if (await check()) return;
+      } catch (error) {
+        lastError = error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    throw new Error(
+      `timed out waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ""}`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.dataNodes, ...this.nameNodes].filter(Boolean).map((role) => stopRole(role)));
+    await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+export interface NameNodeStatus {
+  haState: string;
+  txid: number;
+  liveDataNodes: number;
+  deadDataNodes: number;
+  files: number;
+  blocks: number;
+  underReplicatedBlocks: number;
+  missingBlocks: number;
+  corruptReplicas: number;
+  pendingReplicationBlocks: number;
+}

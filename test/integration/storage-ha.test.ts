@@ -1,0 +1,157 @@
+/**
+ * Name-node high availability with real processes: two name nodes over one edit-log directory
+ * (the fencing epoch beside it) and three data nodes. The active is killed with -9 in the middle
+ * of a write; the standby takes over and every acknowledged file is intact.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WebHdfsClient } from "../../src/dataplane/storage/client.js";
+import { StorageCluster, stopRole } from "./storage-cluster.js";
+
+const MiB = 1024 * 1024;
+const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+
+async function haStates(cluster: StorageCluster): Promise<string[]> {
+  return Promise.all(
+    cluster.nameNodes.map(async (nn) => {
+      try {
+        return (
+          (await (
+            await fetch(`http://127.0.0.1:${nn.webhdfsPort}/status`, { signal: AbortSignal.timeout(2_000) })
+          ).json()) as { haState: string }
+        ).haState;
+      } catch {
+        return "down";
+      }
+    }),
+  );
+}
+
+describe("BlockPool storage: active and standby name nodes", () => {
+  let cluster: StorageCluster;
+  let client: WebHdfsClient;
+
+  beforeAll(async () => {
+    cluster = await StorageCluster.start({ nameNodes: 2, dataNodes: 3 });
+    client = cluster.client();
+  });
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it("has exactly one active; the standby refuses clients with StandbyException", async () => {
+    const states = await haStates(cluster);
+    expect(states.sort()).toEqual(["active", "standby"]);
+    const standby = cluster.nameNodes[(await haStates(cluster)).indexOf("standby")]!;
+    const response = await fetch(`http://127.0.0.1:${standby.webhdfsPort}/webhdfs/v1/?op=LISTSTATUS`);
+    expect(response.status).toBe(403);
+    expect(
+      ((await response.json()) as { RemoteException: { exception: string } }).RemoteException.exception,
+    ).toBe("StandbyException");
+    expect((await fetch(`http://127.0.0.1:${standby.webhdfsPort}/readyz`)).status).toBe(503);
+  });
+
+  it("fails over when the active is killed mid-write: acknowledged files intact, writes continue", async () => {
+    const acknowledged = new Map<string, Buffer>();
+    for (const [path, size] of [
+      ["/ha/a.bin", 3 * MiB + 5],
+      ["/ha/b.bin", 1],
+      ["/ha/c.bin", 0],
+    ] as const) {
+      const data = randomBytes(size);
+      await client.create(path, data, { blockSize: MiB });
+      acknowledged.set(path, data);
+    }
+    const states = await haStates(cluster);
+    const activeIndex = states.indexOf("active");
+    const standbyIndex = 1 - activeIndex;
+
+    // A slow writer: 256 KiB pieces, so the kill lands between blocks of a 4 MiB file.
+    const inFlight = randomBytes(4 * MiB);
+    let sent = 0;
+    const slowly = async function* () {
+      for (let at = 0; at < inFlight.length; at += 256 * 1024) {
+        sent = at;
+        yield inFlight.subarray(at, at + 256 * 1024);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const writing = client.create("/ha/in-flight.bin", slowly(), { blockSize: MiB }).then(
+      () => "acknowledged" as const,
+      (error: unknown) => error as Error,
+    );
+    await cluster.waitFor(() => sent >= 1.5 * MiB, "the slow write to pass its first block");
+    await stopRole(cluster.nameNodes[activeIndex]!, "SIGKILL");
+    await cluster.waitFor(
+      async () => (await haStates(cluster))[standbyIndex] === "active",
+      "the standby to become active",
+    );
+
+    const outcome = await writing;
+    for (const [path, data] of acknowledged) expect(sha(await client.open(path)), path).toBe(sha(data));
+    if (outcome === "acknowledged") {
+      expect(sha(await client.open("/ha/in-flight.bin"))).toBe(sha(inFlight));
+    } else {
+      // Not acknowledged: whatever is visible is whole blocks of what was sent, never a half block.
+      const visible = await client.open("/ha/in-flight.bin").catch(() => Buffer.alloc(0));
+      expect(visible.length % MiB).toBe(0);
+      expect(sha(visible)).toBe(sha(inFlight.subarray(0, visible.length)));
+    }
+
+    const after = randomBytes(2 * MiB + 3);
+    await client.create("/ha/after-failover.bin", after, { blockSize: MiB });
+    expect(sha(await client.open("/ha/after-failover.bin"))).toBe(sha(after));
+
+    // The old active comes back as the standby: the new active holds the newer epoch.
+    await cluster.startNameNode(cluster.nameNodes[activeIndex]!.dir, cluster.nameNodes[activeIndex]!);
+    await cluster.waitFor(
+      async () =>
+        (await haStates(cluster)).join() === (activeIndex === 0 ? "standby,active" : "active,standby"),
+      "the old active to rejoin as standby",
+    );
+    expect(outcome === "acknowledged" || outcome instanceof Error).toBe(true);
+  });
+
+  it("refuses the writes of a deposed active: paused past the takeover, it is fenced and steps down", async () => {
+    const states = await haStates(cluster);
+    const old = cluster.nameNodes[states.indexOf("active")]!;
+    const successor = cluster.nameNodes[states.indexOf("standby")]!;
+    // SIGSTOP: the active stops renewing its epoch without knowing it, like a long GC pause.
+    old.child.kill("SIGSTOP");
+    try {
+      await cluster.waitFor(
+        async () => (await haStates(cluster))[cluster.nameNodes.indexOf(successor)] === "active",
+        "the standby to take over",
+      );
+    } finally {
+      old.child.kill("SIGCONT");
+    }
+    // The old active's first write after waking is not acknowledged, and is not in the namespace.
+    const stale = await fetch(
+      `http://127.0.0.1:${old.webhdfsPort}/webhdfs/v1/ha/written-by-deposed?op=MKDIRS&user.name=old`,
+      { method: "PUT" },
+    );
+    expect(stale.status).toBe(403);
+    expect(
+      ((await stale.json()) as { RemoteException: { exception: string } }).RemoteException.exception,
+    ).toBe("StandbyException");
+    await cluster.waitFor(
+      async () => (await haStates(cluster))[cluster.nameNodes.indexOf(old)] === "standby",
+      "the deposed active to step down",
+    );
+    const listing = await client.list("/ha");
+    expect(listing.map((status) => status.pathSuffix)).not.toContain("written-by-deposed");
+    // It tails the new active's edits as a standby again.
+    await client.mkdirs("/ha/after-fencing");
+    await cluster.waitFor(async () => {
+      const status = (await (await fetch(`http://127.0.0.1:${old.webhdfsPort}/status`)).json()) as {
+        txid: number;
+      };
+      const active = (await (await fetch(`http://127.0.0.1:${successor.webhdfsPort}/status`)).json()) as {
+        txid: number;
+      };
+      return status.txid === active.txid;
+    }, "the deposed name node to catch up as standby");
+  });
+});

@@ -1,0 +1,280 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { crc32c } from "../../src/dataplane/storage/crc32c.js";
+import { BlockStore } from "../../src/dataplane/storage/datanode/blockStore.js";
+import { BlockManager } from "../../src/dataplane/storage/namenode/blockManager.js";
+import { EditLog, type EditRecord, FencedException } from "../../src/dataplane/storage/namenode/editLog.js";
+import { type EditOp, Namespace } from "../../src/dataplane/storage/namenode/namespace.js";
+import { validatePath } from "../../src/dataplane/storage/path.js";
+import { RemoteException } from "../../src/dataplane/storage/protocol.js";
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tributary-storage-unit-"));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Bit-at-a-time CRC32C: the definition the table-driven version must match. */
+function crc32cBitwise(data: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return ~crc >>> 0;
+}
+
+describe("crc32c", () => {
+  it("matches the standard check value and a bitwise reference at every length and split", () => {
+    expect(crc32c(Buffer.from("123456789"))).toBe(0xe3069283);
+    const data = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 131 + 7) & 0xff));
+    for (let length = 0; length <= 64; length++)
+      expect(crc32c(data.subarray(0, length))).toBe(crc32cBitwise(data.subarray(0, length)));
+    expect(crc32c(data)).toBe(crc32cBitwise(data));
+    for (const split of [1, 7, 8, 9, 200])
+      expect(crc32c(data.subarray(split), crc32c(data.subarray(0, split)))).toBe(crc32c(data));
+  });
+});
+
+describe("BlockStore", () => {
+  it("finalizes a replica with per-chunk checksums and serves ranges", async () => {
+    const store = new BlockStore(dir);
+    await store.open();
+    const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => i & 0xff));
+    const writer = await store.createRbw(7, 1001);
+    for (let at = 0; at < data.length; at += 333) await writer.write(data.subarray(at, at + 333));
+    const finished = await writer.finish();
+    expect(finished.numBytes).toBe(5000);
+    const meta = await readFile(join(dir, "current", "finalized", "blk_7_1001.meta"));
+    expect(meta.length).toBe(7 + 4 * Math.ceil(5000 / 512));
+    expect(meta.readUInt32BE(7)).toBe(crc32c(data.subarray(0, 512)));
+    const parts: Buffer[] = [];
+    for await (const part of store.read(7, 1000, 2000)) parts.push(part);
+    expect(Buffer.concat(parts)).toEqual(data.subarray(1000, 3000));
+  });
+
+  it("never shows a half-written replica as finalized, after abort or a crash", async () => {
+    const store = new BlockStore(dir);
+    await store.open();
+    const aborted = await store.createRbw(8, 1001);
+    await aborted.write(Buffer.alloc(1000, 1));
+    await aborted.abort();
+    const crashed = await store.createRbw(9, 1001);
+    await crashed.write(Buffer.alloc(1000, 2));
+    // No finish: as if the process died here. A restart discards rbw/.
+    const reopened = new BlockStore(dir);
+    await reopened.open();
+    expect(reopened.list()).toEqual([]);
+    expect(await readdir(join(dir, "current", "finalized"))).toEqual([]);
+    expect(await readdir(join(dir, "current", "rbw"))).toEqual([]);
+    await crashed.abort();
+  });
+
+  it("reports a flipped byte as ChecksumException", async () => {
+    const store = new BlockStore(dir);
+    await store.open();
+    const writer = await store.createRbw(10, 1002);
+    await writer.write(Buffer.alloc(2048, 3));
+    await writer.finish();
+    const file = join(dir, "current", "finalized", "blk_10");
+    const bytes = await readFile(file);
+    bytes[1500] = 4;
+    await writeFile(file, bytes);
+    const error = await store.verify(10).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RemoteException);
+    expect((error as RemoteException).exception).toBe("ChecksumException");
+    expect((error as RemoteException).message).toContain("at 1024");
+  });
+});
+
+describe("EditLog", () => {
+  const mkdir = (path: string, txid: number, epoch: number): EditRecord => ({
+    op: "MKDIR",
+    path,
+    owner: "hdfs",
+    group: "supergroup",
+    permission: 0o755,
+    mtime: 1,
+    txid,
+    epoch,
+  });
+
+  it("group-commits concurrent edits into fewer syncs and reads them back in order", async () => {
+    const log = new EditLog(dir);
+    const epoch = (await log.claimEpoch(0))!;
+    await log.startWriting(epoch, 1);
+    await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(mkdir(`/d${i}`, i + 1, epoch))));
+    expect(log.syncs).toBeLessThan(100);
+    await log.close();
+    const records = await new EditLog(dir).readAfter(0);
+    expect(records.map((record) => record.txid)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+    expect((await new EditLog(dir).readAfter(60)).length).toBe(40);
+  });
+
+  it("fences a deposed writer and cuts off what it wrote after the new epoch began", async () => {
+    const old = new EditLog(dir);
+    const first = (await old.claimEpoch(0))!;
+    await old.startWriting(first, 1);
+    await old.append(mkdir("/a", 1, first));
+    // A second name node claims the next epoch and reads what is durable.
+    const successor = new EditLog(dir);
+    expect(await successor.claimEpoch(0)).toBeUndefined();
+    const second = (await successor.claimEpoch(first))!;
+    expect(second).toBe(2);
+    const seen = await successor.readAfter(0);
+    await successor.startWriting(second, seen.length + 1);
+    // The old writer's next edit reaches its segment but is refused, never acknowledged...
+    await expect(old.append(mkdir("/stale", 2, first))).rejects.toBeInstanceOf(FencedException);
+    expect(old.isFenced).toBe(true);
+    await successor.append(mkdir("/b", 2, second));
+    // ...and every reader follows the new epoch's txid 2, not the stale one.
+    const replay = await new EditLog(dir).readAfter(0);
+    expect(replay.map((record) => (record as { path: string }).path)).toEqual(["/a", "/b"]);
+    await old.close();
+    await successor.close();
+  });
+
+  it("ignores a torn record at the tail of a segment", async () => {
+    const log = new EditLog(dir);
+    await log.startWriting((await log.claimEpoch(0))!, 1);
+    await log.append(mkdir("/whole", 1, 1));
+    await log.close();
+    const [segment] = await readdir(dir).then((names) => names.filter((name) => name.startsWith("edits_")));
+    const path = join(dir, segment!);
+    await writeFile(path, Buffer.concat([await readFile(path), Buffer.from([0, 0, 0, 50, 1, 2, 3])]));
+    expect((await new EditLog(dir).readAfter(0)).length).toBe(1);
+  });
+
+  it("replays a checkpoint plus later edits to the same namespace", async () => {
+    const ns = new Namespace();
+    const ops: EditOp[] = [
+      { op: "MKDIR", path: "/data", owner: "alice", group: "supergroup", permission: 0o750, mtime: 5 },
+      {
+        op: "ADD",
+        path: "/data/f",
+        owner: "alice",
+        group: "supergroup",
+        permission: 0o644,
+        mtime: 6,
+        replication: 3,
+        blockSize: 1048576,
+        clientName: "c1",
+      },
+      { op: "ADD_BLOCK", path: "/data/f", blockId: 1073741825, generationStamp: 1001 },
+      {
+        op: "ADD_BLOCK",
+        path: "/data/f",
+        blockId: 1073741826,
+        generationStamp: 1002,
+        previous: { blockId: 1073741825, numBytes: 1048576 },
+      },
+      { op: "CLOSE", path: "/data/f", mtime: 7, last: { blockId: 1073741826, numBytes: 10 } },
+      { op: "SET_QUOTA", path: "/data", nsQuota: 10, dsQuota: 1 << 30 },
+      { op: "RENAME", src: "/data/f", dst: "/data/g", mtime: 8 },
+    ];
+    const log = new EditLog(dir);
+    await log.startWriting((await log.claimEpoch(0))!, 1);
+    for (const [i, op] of ops.entries()) {
+      ns.apply(op);
+      await log.append({ ...op, txid: i + 1, epoch: 1 });
+      if (i === 3) await log.checkpoint(4, ns.toImage());
+    }
+    await log.close();
+    const reader = new EditLog(dir);
+    const latest = (await reader.latestImage())!;
+    expect(latest.txid).toBe(4);
+    const replayed = Namespace.fromImage(latest.image);
+    for (const record of await reader.readAfter(latest.txid)) replayed.apply(record);
+    expect(replayed.toImage()).toEqual(ns.toImage());
+    const file = replayed.getFile("/data/g");
+    expect(replayed.visibleLength(file)).toBe(1048586);
+    expect(file.clientName).toBeUndefined();
+
+    // A second checkpoint: the segment older than both images is removed, replay is unchanged.
+    const writer = new EditLog(dir);
+    await writer.startWriting((await writer.claimEpoch(1))!, 8);
+    await writer.append({
+      op: "MKDIR",
+      path: "/later",
+      owner: "a",
+      group: "g",
+      permission: 0o755,
+      mtime: 9,
+      txid: 8,
+      epoch: 2,
+    });
+    ns.apply({ op: "MKDIR", path: "/later", owner: "a", group: "g", permission: 0o755, mtime: 9 });
+    await writer.checkpoint(8, ns.toImage());
+    await writer.close();
+    const segments = (await readdir(dir)).filter((name) => name.startsWith("edits_"));
+    expect(segments.some((name) => name.endsWith("_0000000000000000001"))).toBe(false);
+    const again = new EditLog(dir);
+    const newest = (await again.latestImage())!;
+    expect(newest.txid).toBe(8);
+    expect(Namespace.fromImage(newest.image).toImage()).toEqual(ns.toImage());
+    expect(await again.readAfter(4)).toHaveLength(4);
+  });
+});
+
+describe("Namespace quotas and paths", () => {
+  it("charges an open block at its full size against the space quota", () => {
+    const ns = new Namespace();
+    ns.apply({ op: "MKDIR", path: "/q", owner: "a", group: "g", permission: 0o755, mtime: 1 });
+    ns.apply({ op: "SET_QUOTA", path: "/q", nsQuota: -1, dsQuota: 3 * 1048576 });
+    ns.apply({
+      op: "ADD",
+      path: "/q/f",
+      owner: "a",
+      group: "g",
+      permission: 0o644,
+      mtime: 1,
+      replication: 3,
+      blockSize: 1048576,
+      clientName: "c",
+    });
+    ns.checkQuota(ns.directory("/q"), 0, 3 * 1048576);
+    ns.apply({ op: "ADD_BLOCK", path: "/q/f", blockId: 1, generationStamp: 1 });
+    expect(() => ns.checkQuota(ns.directory("/q"), 0, 3)).toThrow(/DiskSpace quota of \/q is exceeded/);
+  });
+
+  it("refuses relative paths, '.' and '..' components", () => {
+    expect(validatePath("/a/b/")).toBe("/a/b");
+    for (const bad of ["a/b", "/a/../b", "/a/./b", "/..", "/a//b", "/a:b"])
+      expect(() => validatePath(bad)).toThrow(/Invalid path name/);
+  });
+});
+
+describe("BlockManager placement", () => {
+  it("puts the first replica on the writer, the second off its rack, the third beside the second", () => {
+    const manager = new BlockManager(new Namespace(), {
+      heartbeatExpiryMs: 60_000,
+      pendingReplicationTimeoutMs: 60_000,
+    });
+    const racks = ["/r1", "/r1", "/r1", "/r2", "/r2", "/r2"];
+    for (const [i, rack] of racks.entries()) {
+      manager.heartbeat(
+        {
+          datanode: { datanodeUuid: `dn${i}`, hostName: "127.0.0.1", xferPort: 1000 + i, infoPort: 2000 + i },
+          networkLocation: rack,
+          capacity: 1,
+          dfsUsed: 0,
+          remaining: 1,
+          numBlocks: 0,
+        },
+        true,
+      );
+    }
+    for (let trial = 0; trial < 50; trial++) {
+      const writer = `dn${trial % 6}`;
+      const [first, second, third] = manager.chooseTargets(3, writer, []);
+      expect(first!.datanodeUuid).toBe(writer);
+      expect(second!.networkLocation).not.toBe(first!.networkLocation);
+      expect(third!.networkLocation).toBe(second!.networkLocation);
+      expect(third!.datanodeUuid).not.toBe(second!.datanodeUuid);
+    }
+  });
+});
