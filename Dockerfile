@@ -18,7 +18,10 @@ WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
-RUN ln -s /app/dist/cli.js /usr/local/bin/tributary && chmod +x /app/dist/cli.js
+# `tributary` is what the pods the operator spawns run (their command is `tributary <role>`).
+# Relaxed WebAssembly SIMD makes the erasure coder about 1.5x faster on Node 20 (bench/erasure).
+RUN printf '#!/bin/sh\nexec node --experimental-wasm-relaxed-simd /app/dist/cli.js "$@"\n' > /usr/local/bin/tributary \
+ && chmod 755 /usr/local/bin/tributary
 ENV NODE_ENV=production
 # The `node` user of the base image (uid 1000); the chart's securityContext expects a non-root uid.
 USER 1000:1000

@@ -78,8 +78,8 @@ export class PrivateKafka {
         "kafka.tools.StorageTool",
         "format",
         "--ignore-formatted",
-        "-t",
-        clusterId,
+        // `=` form: a base64url id may start with '-', which argparse would take for a flag.
+        `--cluster-id=${clusterId}`,
         "-c",
         join(dir, "server.properties"),
       ],

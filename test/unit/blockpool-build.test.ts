@@ -37,9 +37,36 @@ type Workload = {
 };
 
 describe("BlockPool build", () => {
+  it("gives an active and a standby name node one shared edit log, owned by the pool only with Delete", () => {
+    const claimOf = (spec: unknown) =>
+      desiredChildren(build(spec)).find((c) => c.kind === "PersistentVolumeClaim");
+    const retained = claimOf({});
+    expect(retained).toMatchObject({
+      metadata: { name: "lake-namenode-edits" },
+      spec: { accessModes: ["ReadWriteMany"] },
+    });
+    expect(retained?.metadata.ownerReferences).toBeUndefined();
+    expect(claimOf({ deletionPolicy: "Delete" })?.metadata.ownerReferences).toHaveLength(1);
+    expect(claimOf({ nameNodes: { replicas: 1 }, dataNodes: { replicas: 3 } })).toBeUndefined();
+
+    const pod = (
+      nameNodeStatefulSet(build()) as unknown as Workload & {
+        spec: { template: { spec: { volumes: unknown[] } } };
+      }
+    ).spec.template.spec;
+    expect(pod.volumes).toEqual([
+      { name: "shared-edits", persistentVolumeClaim: { claimName: "lake-namenode-edits" } },
+    ]);
+    expect(pod.containers[0]!.volumeMounts).toContainEqual({
+      name: "shared-edits",
+      mountPath: "/var/lib/tributary/name",
+    });
+  });
+
   it("builds the name-node and data-node StatefulSets, their Services and budgets, all owned by the pool", () => {
     const children = desiredChildren(build());
     expect(children.map((child) => `${child.kind}/${child.metadata.name}`).sort()).toEqual([
+      "PersistentVolumeClaim/lake-namenode-edits",
       "PodDisruptionBudget/lake-datanode",
       "PodDisruptionBudget/lake-namenode",
       "Service/lake",
@@ -50,6 +77,8 @@ describe("BlockPool build", () => {
     ]);
     for (const child of children) {
       expect(child.metadata.namespace).toBe("data");
+      // The shared edit log follows deletionPolicy (Retain by default): see the next test.
+      if (child.kind === "PersistentVolumeClaim") continue;
       expect(child.metadata.ownerReferences).toEqual([
         {
           apiVersion: "tributary.dev/v1alpha1",

@@ -119,11 +119,16 @@ Nothing is deleted by the operator: children go with their owner by garbage coll
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Read only: pods and volume claims are made by the StatefulSet and Deployment controllers;
-# the operator reads them to report what runs.
+# Read only: pods are made by the StatefulSet and Deployment controllers; the operator reads
+# them to report what runs.
 - apiGroups: [""]
-  resources: ["pods", "persistentvolumeclaims"]
+  resources: ["pods"]
   verbs: ["get", "list", "watch"]
+# Per-pod claims come from StatefulSets; the operator itself makes the BlockPool's shared
+# edit-log claim that the active and standby name nodes both mount.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Read only: credentials a resource references (database passwords, broker credentials).
 - apiGroups: [""]
   resources: ["secrets"]

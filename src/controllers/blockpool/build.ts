@@ -4,6 +4,7 @@
  *   <name>-namenode   StatefulSet (active + standby), headless Service, PodDisruptionBudget
  *   <name>-datanode   StatefulSet (one PVC per pod), headless Service, PodDisruptionBudget
  *   <name>            client Service: WebHDFS and RPC of the name nodes
+ *   <name>-namenode-edits  ReadWriteMany claim for the shared edit log (with two name nodes)
  */
 import type { BlockPoolSpec } from "../../api/blockpool.js";
 import { ownerReference } from "../../operator/apply.js";
@@ -40,7 +41,32 @@ export function desiredChildren(input: BlockPoolBuildInput): KubeObject[] {
     dataNodeStatefulSet(input),
     disruptionBudget(input, "namenode"),
     disruptionBudget(input, "datanode"),
+    ...(input.spec.nameNodes.replicas > 1 ? [sharedEditsClaim(input)] : []),
   ];
+}
+
+export const sharedEditsClaimName = (pool: string) => `${pool}-namenode-edits`;
+
+/**
+ * The edit log the active name node writes and the standby tails, with the fencing epoch beside
+ * it: one ReadWriteMany volume mounted by both name nodes (HDFS's shared-edits directory). Each
+ * name node's own volume cannot serve: two name nodes on two logs would both become active.
+ * deletionPolicy Retain keeps it (no owner reference) as it keeps the per-pod claims.
+ */
+export function sharedEditsClaim(input: BlockPoolBuildInput): KubeObject {
+  const name = sharedEditsClaimName(input.resource.metadata.name);
+  const { ownerReferences, ...withoutOwner } = metadata(input, name, "namenode");
+  const storage = storageOf(input.spec.nameNodes, "5Gi");
+  return {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: input.spec.deletionPolicy === "Delete" ? { ...withoutOwner, ownerReferences } : withoutOwner,
+    spec: {
+      accessModes: ["ReadWriteMany"],
+      resources: { requests: { storage: String(storage.size) } },
+      ...(storage.storageClassName ? { storageClassName: storage.storageClassName } : {}),
+    },
+  };
 }
 
 function metadata(input: BlockPoolBuildInput, name: string, component: string) {
@@ -102,6 +128,8 @@ interface Role {
   storage: { size: string | number; storageClassName?: string };
   containerPorts: { name: string; containerPort: number }[];
   httpPort: string;
+  /** A claim mounted over the name directory, shared by the active and the standby. */
+  sharedEditsClaim?: string;
 }
 
 function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): KubeObject {
@@ -114,6 +142,9 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
       // Block and edit-log writes finish before the process exits on SIGTERM.
       terminationGracePeriodSeconds: 60,
       securityContext: { runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000 },
+      ...(role.sharedEditsClaim
+        ? { volumes: [{ name: "shared-edits", persistentVolumeClaim: { claimName: role.sharedEditsClaim } }] }
+        : {}),
       containers: [
         {
           name: role.component,
@@ -122,7 +153,12 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
           env: poolEnvironment(input),
           ports: role.containerPorts.map((port) => ({ ...port, protocol: "TCP" })),
           ...(role.resources ? { resources: role.resources } : {}),
-          volumeMounts: [{ name: "data", mountPath: "/var/lib/tributary" }],
+          volumeMounts: [
+            { name: "data", mountPath: "/var/lib/tributary" },
+            ...(role.sharedEditsClaim
+              ? [{ name: "shared-edits", mountPath: "/var/lib/tributary/name" }]
+              : []),
+          ],
           readinessProbe: { httpGet: { path: "/readyz", port: role.httpPort }, periodSeconds: 5 },
           livenessProbe: {
             httpGet: { path: "/healthz", port: role.httpPort },
@@ -190,6 +226,7 @@ export function nameNodeStatefulSet(input: BlockPoolBuildInput): KubeObject {
       { name: "http", containerPort: input.spec.webHdfs.port },
     ],
     httpPort: "http",
+    ...(role.replicas > 1 ? { sharedEditsClaim: sharedEditsClaimName(input.resource.metadata.name) } : {}),
   });
 }
 

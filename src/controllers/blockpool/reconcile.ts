@@ -70,7 +70,7 @@ export async function reconcileBlockPool(resource: KubeObject, context: Context<
 
 export const blockPoolController: ControllerDefinition<KubeObject> = {
   type: resourceType(blockPoolDefinition),
-  owns: [builtin.statefulSet, builtin.service, builtin.podDisruptionBudget],
+  owns: [builtin.statefulSet, builtin.service, builtin.podDisruptionBudget, builtin.persistentVolumeClaim],
   reconcile: reconcileBlockPool,
   // The pool's files live on the PersistentVolumeClaims; the StatefulSets' retention policy
   // (from deletionPolicy) decides their fate, so nothing outside Kubernetes is left to release.
