@@ -4,6 +4,8 @@
  * are this program started with a different subcommand.
  */
 
+import { ConfigError } from "./dataplane/config.js";
+
 type Role = { describe: string; load: () => Promise<{ main: (argv: string[]) => Promise<void> }> };
 
 const roles: Record<string, Role> = {
@@ -59,6 +61,12 @@ run(process.argv.slice(2)).then(
     if (code !== 0) process.exitCode = code;
   },
   (error: unknown) => {
+    // A bad configuration is the user's to fix: its message names the flag; a stack would hide it.
+    if (error instanceof ConfigError) {
+      process.stderr.write(`tributary: ${error.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     process.stderr.write(
       `tributary: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );

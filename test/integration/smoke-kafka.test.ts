@@ -1,6 +1,7 @@
 import { Kafka, logLevel } from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testEnv, uniqueName } from "../support/env.js";
+import { createTopics } from "../support/kafka.js";
 
 // Proves kafkajs against the real KRaft brokers of the test environment.
 describe("kafka smoke", () => {
@@ -27,12 +28,19 @@ describe("kafka smoke", () => {
   });
 
   it("creates a replicated topic, produces and consumes 10,000 messages in a consumer group", async () => {
-    const created = await admin.createTopics({
-      topics: [{ topic, numPartitions: 3, replicationFactor: 3 }],
-      waitForLeaders: true,
-    });
-    expect(created).toBe(true);
-    const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+    // kafkajs's own waitForLeaders gives up on the UNKNOWN_TOPIC_OR_PARTITION that a KRaft broker
+    // answers until it has applied the new topic; the shared helper waits for the leaders instead.
+    await createTopics(testEnv().kafkaBrokers, [{ topic, numPartitions: 3 }]);
+    // A broker may learn of the new topic a moment after the controller created it: ask again.
+    let metadata = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
+    for (let attempt = 0; !metadata && attempt < 40; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      metadata = await admin.fetchTopicMetadata({ topics: [topic] }).catch((error: { type?: string }) => {
+        if (error.type !== "UNKNOWN_TOPIC_OR_PARTITION" && error.type !== "LEADER_NOT_AVAILABLE") throw error;
+        return undefined;
+      });
+    }
+    if (!metadata) throw new Error(`no broker reported metadata for ${topic}`);
     expect(metadata.topics[0]!.partitions).toHaveLength(3);
     for (const partition of metadata.topics[0]!.partitions) expect(partition.replicas).toHaveLength(3);
 

@@ -3,9 +3,9 @@
  * variables (`TRIBUTARY_COLLECTOR_MAX_BODY_BYTES=1048576`) over defaults, validated with zod.
  */
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { SCHEMAS_TOPIC } from "../avro/registry.js";
+import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
 
 const count = (what: string) =>
   z.coerce
@@ -81,45 +81,18 @@ export const collectorConfigSchema = z
 export type CollectorConfig = z.output<typeof collectorConfigSchema>;
 export type CollectorConfigInput = z.input<typeof collectorConfigSchema>;
 
-const keys = Object.keys(collectorConfigSchema.in.shape) as (keyof CollectorConfigInput)[];
+const collectorRole = {
+  role: "collector",
+  envPrefix: "TRIBUTARY_COLLECTOR_",
+  schema: collectorConfigSchema,
+  keys: inputKeys(collectorConfigSchema),
+};
 
-const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const envName = (key: string) => `TRIBUTARY_COLLECTOR_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+export { ConfigError };
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
-export function usage(): string {
-  const lines = keys.map((key) => `  --${kebab(key).padEnd(32)} ${envName(key)}`);
-  return `usage: tributary collector [options]\n\noptions (flag, or environment variable):\n${lines.join("\n")}\n`;
-}
+export const usage = (): string => configUsage(collectorRole);
 
 /** Parses flags over `env`; a bad value is a ConfigError naming the flag and what was expected. */
 export function parseCollectorConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): CollectorConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: Object.fromEntries(keys.map((key) => [kebab(key), { type: "string" as const }])),
-    }).values;
-  } catch (error) {
-    throw new ConfigError(`${(error as Error).message}\n\n${usage()}`);
-  }
-  const raw: Record<string, unknown> = {};
-  for (const key of keys) {
-    const value = values[kebab(key)] ?? env[envName(key)];
-    if (value !== undefined && value !== "") raw[key] = value;
-  }
-  const parsed = collectorConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const key = String(issue.path[0] ?? "");
-      return `  --${kebab(key)} (${envName(key)}): ${issue.message}`;
-    });
-    throw new ConfigError(`invalid collector configuration:\n${problems.join("\n")}`);
-  }
-  return parsed.data;
+  return parseRoleConfig(collectorRole, argv, env);
 }

@@ -3,8 +3,8 @@
  * (`TRIBUTARY_SINK_ROLL_MAX_BYTES=134217728`) over defaults, validated with zod.
  */
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
 import { z } from "zod";
+import { configUsage, inputKeys, parseRoleConfig } from "../config.js";
 
 const positive = (what: string) =>
   z.coerce
@@ -91,45 +91,16 @@ export const sinkConfigSchema = z
   }));
 
 export type SinkConfig = z.output<typeof sinkConfigSchema>;
-type SinkConfigInput = z.input<typeof sinkConfigSchema>;
 
-const keys = Object.keys(sinkConfigSchema.in.shape) as (keyof SinkConfigInput)[];
-const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const envName = (key: string) => `TRIBUTARY_SINK_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+const sinkRole = {
+  role: "sink",
+  envPrefix: "TRIBUTARY_SINK_",
+  schema: sinkConfigSchema,
+  keys: inputKeys(sinkConfigSchema),
+};
 
-export class SinkConfigError extends Error {
-  override name = "SinkConfigError";
-}
-
-export function usage(): string {
-  const lines = keys.map((key) => `  --${kebab(key).padEnd(22)} ${envName(key)}`);
-  return `usage: tributary sink [options]\n\noptions (flag, or environment variable):\n${lines.join("\n")}\n`;
-}
+export const usage = (): string => configUsage(sinkRole);
 
 export function parseSinkConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): SinkConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: Object.fromEntries(keys.map((key) => [kebab(key), { type: "string" as const }])),
-    }).values;
-  } catch (error) {
-    throw new SinkConfigError(`${(error as Error).message}\n\n${usage()}`);
-  }
-  const raw: Record<string, unknown> = {};
-  for (const key of keys) {
-    const value = values[kebab(key)] ?? env[envName(key)];
-    if (value !== undefined && value !== "") raw[key] = value;
-  }
-  const parsed = sinkConfigSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const key = String(issue.path[0] ?? "");
-      return `  --${kebab(key)} (${envName(key)}): ${issue.message}`;
-    });
-    throw new SinkConfigError(`invalid sink configuration:\n${problems.join("\n")}`);
-  }
-  return parsed.data;
+  return parseRoleConfig(sinkRole, argv, env);
 }

@@ -4,15 +4,10 @@
  * are the ones the BlockPool controller sets on both roles (`TRIBUTARY_NAMENODES`,
  * `TRIBUTARY_REPLICATION`, `TRIBUTARY_BLOCK_SIZE`, `TRIBUTARY_WEBHDFS_PORT`).
  */
-import { parseArgs } from "node:util";
 import { z } from "zod";
+import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
-const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const envName = (key: string) => `TRIBUTARY_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+export { ConfigError };
 
 export const addressList = z
   .union([z.string(), z.array(z.string())])
@@ -30,9 +25,16 @@ export const addressList = z
 export const port = z.coerce.number().int().min(0).max(65535);
 export const positive = z.coerce.number().int().positive();
 
+const storageRole = (role: string, schema: z.ZodObject) => ({
+  role,
+  // The BlockPool controller sets the same variables on both roles (TRIBUTARY_NAMENODES, ...).
+  envPrefix: "TRIBUTARY_",
+  schema,
+  keys: inputKeys(schema),
+});
+
 export function usageFor(role: string, schema: z.ZodObject): string {
-  const lines = Object.keys(schema.shape).map((key) => `  --${kebab(key).padEnd(30)} ${envName(key)}`);
-  return `usage: tributary ${role} [options]\n\noptions (flag, or environment variable):\n${lines.join("\n")}\n`;
+  return configUsage(storageRole(role, schema));
 }
 
 export function parseConfig<S extends z.ZodObject>(
@@ -41,32 +43,7 @@ export function parseConfig<S extends z.ZodObject>(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): z.output<S> {
-  const keys = Object.keys(schema.shape);
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: Object.fromEntries(keys.map((key) => [kebab(key), { type: "string" as const }])),
-    }).values;
-  } catch (error) {
-    throw new ConfigError(`${(error as Error).message}\n\n${usageFor(role, schema)}`);
-  }
-  const raw: Record<string, unknown> = {};
-  for (const key of keys) {
-    const value = values[kebab(key)] ?? env[envName(key)];
-    if (value !== undefined && value !== "") raw[key] = value;
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const key = String(issue.path[0] ?? "");
-      return `  --${kebab(key)} (${envName(key)}): ${issue.message}`;
-    });
-    throw new ConfigError(`invalid ${role} configuration:\n${problems.join("\n")}`);
-  }
-  return parsed.data;
+  return parseRoleConfig({ ...storageRole(role, schema), schema }, argv, env);
 }
 
 /** Runs `start` until SIGTERM/SIGINT, then `close`; a bad configuration exits 2 with the problem. */

@@ -1,0 +1,72 @@
+/**
+ * How every data-plane role reads its configuration: command-line flags (`--max-body-bytes 1048576`)
+ * over environment variables (`TRIBUTARY_COLLECTOR_MAX_BODY_BYTES=1048576`, which is how the
+ * controllers set them in pod specs) over the schema's defaults, validated with zod. A bad value
+ * is a ConfigError naming the flag, the variable and what was expected.
+ */
+import { parseArgs } from "node:util";
+import type { z } from "zod";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export interface RoleConfig<S extends z.ZodType> {
+  /** The subcommand, as in `tributary <role>`. */
+  role: string;
+  /** Prefix of the environment variables, e.g. `TRIBUTARY_SINK_`. */
+  envPrefix: string;
+  schema: S;
+  /** The schema's input keys, camelCase; each is a `--kebab-case` flag and a variable. */
+  keys: readonly string[];
+}
+
+const kebab = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const envName = (prefix: string, key: string) =>
+  `${prefix}${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+/** The keys of an object schema, or of the object at the input of a refined/transformed one. */
+export function inputKeys(schema: z.ZodType): string[] {
+  const object = (schema as unknown as { in?: { shape?: object }; shape?: object }).shape
+    ? (schema as unknown as { shape: object })
+    : (schema as unknown as { in: { shape: object } }).in;
+  return Object.keys(object.shape);
+}
+
+export function configUsage(config: RoleConfig<z.ZodType>): string {
+  const width = Math.max(...config.keys.map((key) => kebab(key).length)) + 4;
+  const lines = config.keys.map((key) => `  --${kebab(key).padEnd(width)} ${envName(config.envPrefix, key)}`);
+  return `usage: tributary ${config.role} [options]\n\noptions (flag, or environment variable):\n${lines.join("\n")}\n`;
+}
+
+export function parseRoleConfig<S extends z.ZodType>(
+  config: RoleConfig<S>,
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): z.output<S> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(config.keys.map((key) => [kebab(key), { type: "string" as const }])),
+    }).values;
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}\n\n${configUsage(config)}`);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of config.keys) {
+    const value = values[kebab(key)] ?? env[envName(config.envPrefix, key)];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const parsed = config.schema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "");
+      return `  --${kebab(key)} (${envName(config.envPrefix, key)}): ${issue.message}`;
+    });
+    throw new ConfigError(`invalid ${config.role} configuration:\n${problems.join("\n")}`);
+  }
+  return parsed.data;
+}
