@@ -50,6 +50,37 @@ describe("sink configuration", () => {
   });
 });
 
+describe("sink target", () => {
+  const base = ["--brokers", "k:9092", "--topic", "clicks"];
+
+  it("takes a BlockPool through WebHDFS addresses and a path", () => {
+    const config = parseSinkConfig([...base, "--target-path", "/lake/clicks"], {
+      TRIBUTARY_SINK_TARGET_WEBHDFS: "nn-0:9870, nn-1:9870",
+    });
+    expect(config).toMatchObject({ targetWebhdfs: ["nn-0:9870", "nn-1:9870"], targetPath: "/lake/clicks" });
+    expect(config.targetDir).toBeUndefined();
+  });
+
+  it("needs exactly one of targetDir or targetWebhdfs with targetPath", () => {
+    expect(() => parseSinkConfig(base, {})).toThrow(/a target is required: targetDir .* or targetWebhdfs/);
+    expect(() =>
+      parseSinkConfig(
+        [...base, "--target-dir", "/data", "--target-webhdfs", "nn:9870", "--target-path", "/x"],
+        {},
+      ),
+    ).toThrow(/--target-dir \(TRIBUTARY_SINK_TARGET_DIR\): give either targetDir or targetWebhdfs/);
+    expect(() => parseSinkConfig([...base, "--target-webhdfs", "nn:9870"], {})).toThrow(
+      /--target-path \(TRIBUTARY_SINK_TARGET_PATH\): a BlockPool target needs both/,
+    );
+    expect(() => parseSinkConfig([...base, "--target-webhdfs", "nn", "--target-path", "/x"], {})).toThrow(
+      /each WebHDFS address must be host:port/,
+    );
+    expect(() => parseSinkConfig([...base, "--target-webhdfs", "nn:1", "--target-path", "x"], {})).toThrow(
+      /targetPath must be an absolute path/,
+    );
+  });
+});
+
 describe("JSON record decoder", () => {
   const type = avro.Type.forSchema({
     type: "record",

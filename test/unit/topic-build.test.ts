@@ -196,17 +196,33 @@ describe("Topic build", () => {
     expect(replayConfig.groupId).not.toBe(lakeConfig.groupId);
   });
 
+  it("points a BlockPool sink at the pool's WebHDFS Service and mounts no volume", () => {
+    const input = build({
+      sinks: [
+        { name: "pool", format: "avro", target: { blockPool: { blockPool: "lake", path: "/clicks/raw" } } },
+      ],
+    });
+    const [pool] = desiredChildren(input) as [Deployment];
+    expect(pool.metadata.name).toBe("clicks-sink-pool");
+    const container = pool.spec.template.spec.containers[0]!;
+    const config = sinkConfigSchema.parse(environment(container, "TRIBUTARY_SINK_"));
+    expect(config.targetDir).toBeUndefined();
+    expect(config.targetWebhdfs).toEqual([`lake.${input.resource.metadata.namespace}.svc:9870`]);
+    expect(config.targetPath).toBe("/clicks/raw");
+    expect(pool.spec.template.spec.volumes?.map((volume) => volume.name)).toEqual(["tmp"]);
+    expect(container.volumeMounts?.map((mount) => mount.name)).toEqual(["tmp"]);
+    expect(unsupportedSinks(input.spec)).toEqual([]);
+  });
+
   it("leaves out and reports sinks the sink process cannot run yet", () => {
     const input = build({
       sinks: [
-        { name: "pool", format: "avro", target: { blockPool: { blockPool: "lake", path: "/clicks" } } },
         { name: "zstd", format: "parquet", compression: "zstd", target: { volume: { claimName: "v" } } },
       ],
     });
     expect(desiredChildren(input)).toEqual([]);
     expect(unsupportedSinks(input.spec).map((problem) => problem.message)).toEqual([
-      expect.stringContaining("spec.sinks[0] (pool): target.blockPool"),
-      expect.stringContaining("spec.sinks[1] (zstd): compression zstd"),
+      expect.stringContaining("spec.sinks[0] (zstd): compression zstd"),
     ]);
   });
 

@@ -30,6 +30,16 @@ export interface TopicBuildInput {
 export const sinkMountPath = "/var/lib/tributary/sink";
 /** The sink's /healthz, /readyz and /metrics. */
 export const sinkMetricsPort = 9464;
+/**
+ * The WebHDFS port a sink uses for its BlockPool: the BlockPool's spec.webHdfs.port default.
+ * The build is pure and does not read the BlockPool, so a pool on another port is not followed.
+ */
+export const blockPoolWebHdfsPort = 9870;
+
+/** The BlockPool's client Service (the active name node's WebHDFS), as the sink's host:port. */
+export function blockPoolWebHdfsAddress(blockPool: string, namespace: string | undefined): string {
+  return `${blockPool}.${namespace}.svc:${blockPoolWebHdfsPort}`;
+}
 
 export const collectorName = (topic: string) => `${topic}-collector`;
 export const sinkDeploymentName = (topic: string, sink: string) => `${topic}-sink-${sink}`;
@@ -52,19 +62,13 @@ export function collectorEndpoint(input: TopicBuildInput): string | undefined {
 }
 
 /**
- * Sinks the sink process cannot run yet, with why: it writes to a mounted directory only
- * (BlockPool targets come with the BlockPool client), and its Parquet writer has no zstd.
- * They are left out of the desired children and reported; the rest of the Topic still runs.
+ * Sinks the sink process cannot run yet, with why: its Parquet writer has no zstd. They are
+ * left out of the desired children and reported; the rest of the Topic still runs.
  */
 export function unsupportedSinks(spec: TopicSpec): SpecProblem[] {
   const problems: SpecProblem[] = [];
   spec.sinks.forEach((sink, index) => {
-    if (sink.target.blockPool) {
-      problems.push({
-        reason: Reason.SinkFailing,
-        message: `spec.sinks[${index}] (${sink.name}): target.blockPool is not supported by the sink process yet; write to target.volume`,
-      });
-    } else if (sink.format === "parquet" && sink.compression === "zstd") {
+    if (sink.format === "parquet" && sink.compression === "zstd") {
       problems.push({
         reason: Reason.SinkFailing,
         message: `spec.sinks[${index}] (${sink.name}): compression zstd is not supported by the Parquet writer; use none, snappy or gzip`,
@@ -75,9 +79,7 @@ export function unsupportedSinks(spec: TopicSpec): SpecProblem[] {
 }
 
 export function runnableSinks(spec: TopicSpec): Sink[] {
-  return spec.sinks.filter(
-    (sink) => sink.target.volume && !(sink.format === "parquet" && sink.compression === "zstd"),
-  );
+  return spec.sinks.filter((sink) => !(sink.format === "parquet" && sink.compression === "zstd"));
 }
 
 export function desiredChildren(input: TopicBuildInput): KubeObject[] {
@@ -195,8 +197,21 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
   const { resource, spec } = input;
   const name = sinkDeploymentName(resource.metadata.name, sink.name);
   const component = `sink-${sink.name}`;
-  const volume = sink.target.volume!;
-  const targetDir = volume.subPath ? `${sinkMountPath}/${volume.subPath.replace(/\/+$/, "")}` : sinkMountPath;
+  const { volume, blockPool } = sink.target;
+  const targetEnv = volume
+    ? [
+        {
+          name: "TRIBUTARY_SINK_TARGET_DIR",
+          value: volume.subPath ? `${sinkMountPath}/${volume.subPath.replace(/\/+$/, "")}` : sinkMountPath,
+        },
+      ]
+    : [
+        {
+          name: "TRIBUTARY_SINK_TARGET_WEBHDFS",
+          value: blockPoolWebHdfsAddress(blockPool!.blockPool, resource.metadata.namespace),
+        },
+        { name: "TRIBUTARY_SINK_TARGET_PATH", value: blockPool!.path },
+      ];
   const env = [
     { name: "TRIBUTARY_SINK_BROKERS", value: input.brokers.join(",") },
     { name: "TRIBUTARY_SINK_TOPIC", value: kafkaTopicName(spec, resource) },
@@ -207,7 +222,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
     },
     { name: "TRIBUTARY_SINK_FORMAT", value: sink.format },
     { name: "TRIBUTARY_SINK_CODEC", value: sinkCodec(sink) },
-    { name: "TRIBUTARY_SINK_TARGET_DIR", value: targetDir },
+    ...targetEnv,
     { name: "TRIBUTARY_SINK_ROLL_MAX_BYTES", value: String(parseQuantity(sink.roll.maxBytes)) },
     { name: "TRIBUTARY_SINK_ROLL_MAX_AGE_MS", value: String(sink.roll.maxAgeSeconds * 1000) },
     ...(sink.parquet
@@ -231,7 +246,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
           ports: [{ name: "metrics", containerPort: sinkMetricsPort, protocol: "TCP" }],
           ...(sink.resources ? { resources: sink.resources } : {}),
           volumeMounts: [
-            { name: "target", mountPath: sinkMountPath },
+            ...(volume ? [{ name: "target", mountPath: sinkMountPath }] : []),
             { name: "tmp", mountPath: "/tmp" },
           ],
           readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
@@ -244,7 +259,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
         },
       ],
       volumes: [
-        { name: "target", persistentVolumeClaim: { claimName: volume.claimName } },
+        ...(volume ? [{ name: "target", persistentVolumeClaim: { claimName: volume.claimName } }] : []),
         { name: "tmp", emptyDir: {} },
       ],
     },

@@ -296,7 +296,7 @@ export class SchemaRegistry {
       await ensureSchemasTopic(admin, topic);
       await producer.connect();
       await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning: true });
+      await whileTopicUnknown(topic, () => consumer.subscribe({ topic, fromBeginning: true }));
       await consumer.run({
         autoCommit: false,
         eachMessage: async ({ message }) =>
@@ -657,6 +657,30 @@ async function ensureSchemasTopic(admin: Admin, topic: string): Promise<void> {
     if (!/already exists/i.test((error as Error).message)) throw error;
   }
   await waitForLeaders(admin, topic);
+}
+
+/**
+ * Runs `call` again while a broker answers UNKNOWN_TOPIC_OR_PARTITION: KRaft brokers apply a new
+ * topic from the metadata log one after another, so the broker that showed a leader above may not
+ * be the one the consumer asks next.
+ */
+async function whileTopicUnknown<T>(topic: string, call: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      const unknown = (error as { type?: string }).type === "UNKNOWN_TOPIC_OR_PARTITION";
+      if (!unknown || Date.now() > deadline) {
+        if (unknown)
+          throw new SchemaRegistryError(
+            `topic '${topic}' is still unknown to a broker after ${timeoutMs} ms`,
+          );
+        throw error;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /**

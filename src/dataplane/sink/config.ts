@@ -36,9 +36,18 @@ export const sinkConfigSchema = z
     format: z.enum(["parquet", "avro"], { error: "format must be parquet or avro" }).default("parquet"),
     /** Avro: null | deflate | snappy. Parquet: snappy | gzip | uncompressed. */
     codec: z.string().optional(),
-    targetDir: z
-      .string({ error: "targetDir is required" })
-      .startsWith("/", { error: "targetDir must be an absolute path" }),
+    /** A local (mounted) directory to write to; or targetWebhdfs and targetPath for a BlockPool. */
+    targetDir: z.string().startsWith("/", { error: "targetDir must be an absolute path" }).optional(),
+    /** WebHDFS addresses of a BlockPool's name nodes (host:port,host:port). */
+    targetWebhdfs: list("targetWebhdfs (host:port,host:port)")
+      .pipe(
+        z
+          .array(z.string().regex(/^[^\s:]+:\d+$/, { error: "each WebHDFS address must be host:port" }))
+          .min(1, { error: "targetWebhdfs needs at least one host:port" }),
+      )
+      .optional(),
+    /** The directory in the BlockPool the files go to. */
+    targetPath: z.string().startsWith("/", { error: "targetPath must be an absolute path" }).optional(),
     /** 128 MiB: one HDFS block, the usual target size of a data-lake file. */
     rollMaxBytes: positive("rollMaxBytes").default(128 * 1024 * 1024),
     /** Ten minutes: how long records may wait in an open file before they are durable and committed. */
@@ -64,6 +73,24 @@ export const sinkConfigSchema = z
     metricsPort: z.coerce.number().int().min(0).max(65535).default(9464),
   })
   .superRefine((config, ctx) => {
+    const local = config.targetDir !== undefined;
+    const remote = config.targetWebhdfs !== undefined || config.targetPath !== undefined;
+    if (local === remote) {
+      ctx.addIssue({
+        code: "custom",
+        path: [local ? "targetDir" : "targetPath"],
+        message: local
+          ? "give either targetDir or targetWebhdfs with targetPath, not both"
+          : "a target is required: targetDir (a local directory) or targetWebhdfs with targetPath (a BlockPool)",
+      });
+    } else if (remote && (config.targetWebhdfs === undefined || config.targetPath === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [config.targetWebhdfs === undefined ? "targetWebhdfs" : "targetPath"],
+        message:
+          "a BlockPool target needs both targetWebhdfs (host:port,...) and targetPath (an absolute path)",
+      });
+    }
     const codecs =
       config.format === "avro" ? ["null", "deflate", "snappy"] : ["snappy", "gzip", "uncompressed"];
     if (config.codec !== undefined && !codecs.includes(config.codec)) {

@@ -2,13 +2,15 @@ import { readFile } from "node:fs/promises";
 import avro from "avsc";
 import { createLogger } from "../../log.js";
 import { SchemaRegistry } from "../avro/registry.js";
+import { WebHdfsClient } from "../storage/client.js";
 import { type AvroCodec, avroFileWriterFactory } from "./avroFile.js";
 import { parseSinkConfig, usage } from "./config.js";
 import { ConfluentAvroDecoder, JsonRecordDecoder, type RecordDecoder } from "./decode.js";
 import { SinkMetrics, startHealthServer } from "./metrics.js";
 import { type ParquetCodec, parquetFileWriterFactory } from "./parquetFile.js";
 import { Sink } from "./sink.js";
-import { LocalDirectoryTarget } from "./target.js";
+import { LocalDirectoryTarget, type SinkTarget } from "./target.js";
+import { WebHdfsTarget } from "./webhdfsTarget.js";
 
 /** `tributary sink`: rolls a topic into Avro or Parquet files until SIGTERM. */
 export async function main(argv: string[]): Promise<void> {
@@ -34,13 +36,23 @@ export async function main(argv: string[]): Promise<void> {
     decoder = new ConfluentAvroDecoder(registry);
   }
 
+  // The config schema guarantees exactly one of targetDir or targetWebhdfs with targetPath.
+  const target: SinkTarget = config.targetDir
+    ? new LocalDirectoryTarget(config.targetDir)
+    : new WebHdfsTarget(
+        new WebHdfsClient({ nameNodes: config.targetWebhdfs!, user: "tributary" }),
+        config.targetPath!,
+        config.targetWebhdfs,
+      );
+  log.info({ target: target.location }, "writing files to");
+
   const metrics = new SinkMetrics();
   const sink = new Sink({
     brokers: config.brokers,
     topic: config.topic,
     groupId: config.groupId,
     format: config.format,
-    target: new LocalDirectoryTarget(config.targetDir),
+    target,
     writerFactory:
       config.format === "avro"
         ? avroFileWriterFactory(config.codec as AvroCodec)

@@ -5,9 +5,8 @@ import { dirname, join, relative, sep } from "node:path";
 /**
  * Where closed sink files go. A file is created under a temporary name, written, made durable,
  * then renamed into place; only the rename makes it visible, so a reader never sees half a
- * file and a crash leaves at most a temporary file behind. The local directory (a mounted
- * volume) is the first implementation; a BlockPool through WebHDFS (CREATE / APPEND / hsync /
- * RENAME / LISTSTATUS) is meant to be the second.
+ * file and a crash leaves at most a temporary file behind. Two implementations: a local
+ * directory (a mounted volume), here, and a BlockPool through WebHDFS (`webhdfsTarget.ts`).
  */
 export interface SinkTarget {
   /** A human-readable location for logs and errors, e.g. `file:///data/clicks`. */
