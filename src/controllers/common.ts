@@ -98,23 +98,24 @@ export async function reportProblems<T extends KubeObject>(
   await context.event(resource, "Warning", first.reason, message);
 }
 
+/** A paused resource: Ready as it was left, its spec changes ignored until the pause ends. */
+export const pausedHealth: Health = {
+  ready: {
+    status: ConditionStatus.True,
+    reason: Reason.ReconciliationPaused,
+    message: "reconciliation is paused",
+  },
+  progressing: {
+    status: ConditionStatus.False,
+    reason: Reason.ReconciliationPaused,
+    message: "spec changes are ignored while spec.clusterOperation.reconciliationPaused is true",
+  },
+  degraded: { status: ConditionStatus.False, reason: Reason.ReconciliationPaused, message: "" },
+};
+
 /** The health of a resource that validates but spawns nothing yet (its data-plane side comes later). */
 export function acceptedHealth(paused: boolean): Health {
-  if (paused) {
-    return {
-      ready: {
-        status: ConditionStatus.True,
-        reason: Reason.ReconciliationPaused,
-        message: "reconciliation is paused",
-      },
-      progressing: {
-        status: ConditionStatus.False,
-        reason: Reason.ReconciliationPaused,
-        message: "spec changes are ignored while spec.clusterOperation.reconciliationPaused is true",
-      },
-      degraded: { status: ConditionStatus.False, reason: Reason.ReconciliationPaused, message: "" },
-    };
-  }
+  if (paused) return pausedHealth;
   return {
     ready: {
       status: ConditionStatus.True,

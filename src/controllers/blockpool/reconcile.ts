@@ -2,10 +2,9 @@
  * BlockPool: validate → build → apply → status.
  */
 import { blockPoolDefinition } from "../../api/blockpool.js";
-import { ConditionStatus, Reason } from "../../api/conditions.js";
 import type { Context, ControllerDefinition } from "../../operator/controller.js";
 import { builtin, type KubeObject } from "../../operator/kube.js";
-import { reportProblems, resourceType, specOf, writeHealth } from "../common.js";
+import { pausedHealth, reportProblems, resourceType, specOf, writeHealth } from "../common.js";
 import {
   type BlockPoolBuildInput,
   dataNodeName,
@@ -53,13 +52,8 @@ export async function reconcileBlockPool(resource: KubeObject, context: Context<
     roleState("data nodes", desired(spec.dataNodes.replicas, dataNodes), dataNodes),
   ];
   const health = blockPoolHealth(roles, stopped);
-  if (paused) {
-    health.progressing = {
-      status: ConditionStatus.False,
-      reason: Reason.ReconciliationPaused,
-      message: "spec changes are ignored while spec.clusterOperation.reconciliationPaused is true",
-    };
-  }
+  // A paused pool still reports how its workloads are; only its spec changes wait.
+  if (paused) health.progressing = pausedHealth.progressing;
   await writeHealth(context, resource, health, {
     liveDataNodes: roles[1]!.ready,
     erasureCodingPolicies: [...new Set(spec.erasureCoding.map((directory) => directory.policy))],

@@ -19,7 +19,14 @@ import {
   ReconcileError,
 } from "../../operator/controller.js";
 import { ApiError, builtin, type KubeObject } from "../../operator/kube.js";
-import { resourceType, type SpecProblem, specOf, storedStatus, writeHealth } from "../common.js";
+import {
+  pausedHealth,
+  resourceType,
+  type SpecProblem,
+  specOf,
+  storedStatus,
+  writeHealth,
+} from "../common.js";
 import {
   collectorEndpoint,
   collectorName,
@@ -383,20 +390,6 @@ function topicHealth(problems: SpecProblem[], roles: RoleState[], stopped: boole
     degraded: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
   };
 }
-
-const pausedHealth: Health = {
-  ready: {
-    status: ConditionStatus.True,
-    reason: Reason.ReconciliationPaused,
-    message: "reconciliation is paused",
-  },
-  progressing: {
-    status: ConditionStatus.False,
-    reason: Reason.ReconciliationPaused,
-    message: "spec changes are ignored while spec.clusterOperation.reconciliationPaused is true",
-  },
-  degraded: { status: ConditionStatus.False, reason: Reason.ReconciliationPaused, message: "" },
-};
 
 /**
  * Strimzi's rule for two resources naming one topic: the oldest manages it, the others are
