@@ -12,7 +12,7 @@ import {
   statefulRoleFields,
 } from "./common.js";
 import { commonStatusFields } from "./conditions.js";
-import { defineResource, type ResourceOf } from "./resource.js";
+import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 
 /** Erasure-coding policies as HDFS names them: codec, data units, parity units. */
 export const erasureCodingPolicies = ["RS-6-3", "RS-3-2", "RS-10-4", "XOR-2-1"] as const;
@@ -196,12 +196,7 @@ export const blockPoolDefinition = defineResource({
   spec: blockPoolSpecSchema,
   status: blockPoolStatusSchema,
   printerColumns: [
-    {
-      name: "Ready",
-      type: "string",
-      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-      description: "Whether an active name node and enough data nodes serve the pool.",
-    },
+    readyColumn("Whether an active name node and enough data nodes serve the pool."),
     { name: "Active", type: "string", jsonPath: ".status.activeNameNode", description: "Active name node." },
     { name: "Live", type: "integer", jsonPath: ".status.liveDataNodes", description: "Live data nodes." },
     { name: "Dead", type: "integer", jsonPath: ".status.deadDataNodes", description: "Dead data nodes." },

@@ -18,7 +18,7 @@ import {
   secretRefSchema,
 } from "./common.js";
 import { commonStatusFields } from "./conditions.js";
-import { defineResource, type ResourceOf } from "./resource.js";
+import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 
 /** `schema.table`, or `schema.*` for every table of a schema; unquoted PostgreSQL identifiers. */
 const tableName = /^[A-Za-z_][A-Za-z0-9_$]*\.([A-Za-z_][A-Za-z0-9_$]*|\*)$/;
@@ -245,12 +245,7 @@ export const cdcStreamDefinition = defineResource({
   spec: cdcStreamSpecSchema,
   status: cdcStreamStatusSchema,
   printerColumns: [
-    {
-      name: "Ready",
-      type: "string",
-      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-      description: "Whether the connector is streaming.",
-    },
+    readyColumn("Whether the connector is streaming."),
     {
       name: "Database",
       type: "string",

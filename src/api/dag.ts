@@ -13,7 +13,7 @@ import {
   secretKeyRefSchema,
 } from "./common.js";
 import { commonStatusFields } from "./conditions.js";
-import { defineResource, type ResourceOf } from "./resource.js";
+import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 
 export const triggerRules = [
   "all_success",
@@ -299,12 +299,7 @@ export const dagDefinition = defineResource({
   spec: dagSpecSchema,
   status: dagStatusSchema,
   printerColumns: [
-    {
-      name: "Ready",
-      type: "string",
-      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-      description: "Whether the scheduler and workers run.",
-    },
+    readyColumn("Whether the scheduler and workers run."),
     {
       name: "Schedule",
       type: "string",

@@ -22,6 +22,16 @@ export interface PrinterColumn {
   format?: string;
 }
 
+/** The READY column every kind shows first: the status of its Ready condition. */
+export function readyColumn(description: string): PrinterColumn {
+  return {
+    name: "Ready",
+    type: "string",
+    jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+    description,
+  };
+}
+
 /**
  * A CEL rule the API server enforces (`x-kubernetes-validations`), attached to the schema node
  * at `path`: dot-separated property names from the object root (`spec`, `spec.topicName`),

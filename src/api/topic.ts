@@ -16,7 +16,7 @@ import {
   roleFields,
 } from "./common.js";
 import { commonStatusFields } from "./conditions.js";
-import { defineResource, type ResourceOf } from "./resource.js";
+import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 
 export const clickstreamIngestSchema = z
   .object({
@@ -231,12 +231,7 @@ export const topicDefinition = defineResource({
   spec: topicSpecSchema,
   status: topicStatusSchema,
   printerColumns: [
-    {
-      name: "Ready",
-      type: "string",
-      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-      description: "Whether the topic and its collectors and sinks are ready.",
-    },
+    readyColumn("Whether the topic and its collectors and sinks are ready."),
     {
       name: "Topic",
       type: "string",

@@ -16,7 +16,7 @@ import {
   secretRefSchema,
 } from "./common.js";
 import { commonStatusFields } from "./conditions.js";
-import { defineResource, type ResourceOf } from "./resource.js";
+import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 
 export const videoSourceSchema = z
   .object({
@@ -203,12 +203,7 @@ export const videoCollectorDefinition = defineResource({
   spec: videoCollectorSpecSchema,
   status: videoCollectorStatusSchema,
   printerColumns: [
-    {
-      name: "Ready",
-      type: "string",
-      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-      description: "Whether the collectors run and publish.",
-    },
+    readyColumn("Whether the collectors run and publish."),
     {
       name: "Live",
       type: "integer",

@@ -15,7 +15,7 @@ import {
   statefulRoleFields,
 } from "./common.js";
 import { commonStatusFields } from "./conditions.js";
-import { defineResource, type ResourceOf } from "./resource.js";
+import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 
 const percent = (what: string) => z.number().min(0).max(100).describe(what);
 
@@ -260,12 +260,7 @@ export const yarnQueueDefinition = defineResource({
   spec: yarnQueueSpecSchema,
   status: yarnQueueStatusSchema,
   printerColumns: [
-    {
-      name: "Ready",
-      type: "string",
-      jsonPath: '.status.conditions[?(@.type=="Ready")].status',
-      description: "Whether the queue is live in its cluster's scheduler.",
-    },
+    readyColumn("Whether the queue is live in its cluster's scheduler."),
     { name: "Path", type: "string", jsonPath: ".status.queuePath", description: "Full queue path." },
     { name: "State", type: "string", jsonPath: ".spec.state", description: "RUNNING or STOPPED." },
     { name: "Capacity", type: "number", jsonPath: ".spec.capacity", description: "Percent of the parent." },
