@@ -459,17 +459,11 @@ export class Namespace {
     const ns = new Namespace();
     const decode = (node: ImageNode, parent: INodeDirectory | undefined): INode => {
       const { id, name, owner, group, permission, mtime, atime } = node;
+      const common = { id, name, parent, owner, group, permission, mtime, atime };
       if (node.kind === "FILE") {
         const file: INodeFile = {
           kind: "FILE",
-          id,
-          name,
-          parent,
-          owner,
-          group,
-          permission,
-          mtime,
-          atime,
+          ...common,
           replication: node.replication,
           blockSize: node.blockSize,
           blocks: [],
@@ -486,14 +480,7 @@ export class Namespace {
       }
       const dir: INodeDirectory = {
         kind: "DIRECTORY",
-        id,
-        name,
-        parent,
-        owner,
-        group,
-        permission,
-        mtime,
-        atime,
+        ...common,
         nsQuota: node.nsQuota,
         dsQuota: node.dsQuota,
         ecPolicy: node.ecPolicy,
