@@ -19,7 +19,7 @@ import {
   splitAddress,
   xferAddress,
 } from "./protocol.js";
-import { readBlockGroup, writeBlockGroup } from "./striped.js";
+import { type GroupAck, readBlockGroup, writeBlockGroup } from "./striped.js";
 
 /** Calls the active name node among `addresses`, retrying on the standby or on a dead peer until `failoverTimeoutMs`. */
 export class NameNodeRpc {
@@ -62,8 +62,29 @@ export interface BlockAck {
 }
 
 /**
+ * Set by a data node on a failed block write: the datanodeUuid of the first node of the pipeline
+ * that failed (HDFS's firstBadLink). Absent, the answering node failed itself.
+ */
+export const FIRST_BAD_LINK_HEADER = "x-tributary-first-bad-link";
+
+/**
+ * A write pipeline broke and `badNode` is the first node of it that failed: every node before it
+ * still works, so the writer excludes that one node and builds a new pipeline.
+ */
+export class PipelineException extends RemoteException {
+  constructor(
+    message: string,
+    readonly badNode: DatanodeID,
+  ) {
+    super("IOException", message);
+  }
+}
+
+/**
  * Streams one block to `targets[0]`, which forwards it down the rest of the pipeline. Resolves
- * with the acknowledgement once every node in the pipeline holds the block durably.
+ * with the acknowledgement once every node in the pipeline holds the block durably. A broken
+ * pipeline rejects with a PipelineException naming the first bad node as soon as it is known,
+ * even while the source is slow; an error of the source itself is rethrown as it is.
  */
 export async function sendBlock(
   targets: DatanodeID[],
@@ -72,6 +93,7 @@ export async function sendBlock(
 ): Promise<BlockAck> {
   const [first, ...rest] = targets;
   if (!first) throw new RemoteException("IOException", `no target for blk_${block.blockId}`);
+  const name = `blk_${block.blockId}_${block.generationStamp}`;
   const [host, port] = splitAddress(xferAddress(first));
   const req = httpRequest({
     host,
@@ -85,25 +107,50 @@ export async function sendBlock(
     },
   });
   const response = new Promise<BlockAck>((resolve, reject) => {
-    req.on("error", reject);
+    const lost = (error: Error) =>
+      reject(
+        new PipelineException(`writing ${name} to ${xferAddress(first)} failed: ${error.message}`, first),
+      );
+    req.on("error", lost);
     req.on("response", (res) => {
       readBody(res).then((body) => {
-        if ((res.statusCode ?? 500) !== 200) reject(parseRemoteException(res.statusCode ?? 500, body));
-        else resolve(JSON.parse(body.toString("utf8")) as BlockAck);
-      }, reject);
+        const status = res.statusCode ?? 500;
+        if (status === 200) return resolve(JSON.parse(body.toString("utf8")) as BlockAck);
+        const named = res.headers[FIRST_BAD_LINK_HEADER];
+        const bad = targets.find((node) => node.datanodeUuid === named) ?? first;
+        reject(new PipelineException(parseRemoteException(status, body).message, bad));
+      }, lost);
     });
   });
-  // The pipeline may refuse before the body is sent: surface that instead of a write error.
-  response.catch(() => undefined);
+  // Settles only on failure: raced against every wait so a broken pipeline ends the send at once.
+  const broken = new Promise<never>((_, reject) => {
+    response.catch(reject);
+  });
+  broken.catch(() => undefined);
+  const chunks = source[Symbol.asyncIterator]();
+  let sourceFailed = false;
+  const pull = () =>
+    chunks.next().catch((error: unknown) => {
+      sourceFailed = true;
+      throw error;
+    });
   try {
-    for await (const chunk of source) {
-      if (req.destroyed) break;
-      if (!req.write(chunk)) await Promise.race([once(req, "drain"), response]);
+    for (;;) {
+      const step = await Promise.race([broken, pull()]);
+      if (step.done) break;
+      if (!req.write(step.value)) await Promise.race([broken, once(req, "drain")]);
     }
     req.end();
   } catch (error) {
-    req.destroy(error as Error);
-    throw error;
+    req.destroy();
+    // Lets a generator source close what it holds (after a pull still in flight, if any).
+    chunks.return?.().catch(() => undefined);
+    if (sourceFailed || error instanceof PipelineException) throw error;
+    // The connection failed under a write before its answer was read: the first node is the bad one.
+    throw new PipelineException(
+      `writing ${name} to ${xferAddress(first)} failed: ${(error as Error).message}`,
+      first,
+    );
   }
   return response;
 }
@@ -212,6 +259,55 @@ class ByteSource {
   }
 }
 
+/**
+ * The bytes of the block being written, kept until its pipeline acknowledges it (so at most one
+ * block), for a new pipeline to be sent the same bytes from the start. Each `chunks()` replays
+ * what was read so far and then reads on; only one read of the source is ever in flight, and a
+ * chunk read for a pipeline that broke meanwhile is kept for the next one. The chunks are kept
+ * by reference: a source must not reuse a buffer it has yielded (sendBlock may queue it anyway).
+ */
+class BlockReplay {
+  private readonly buffered: Buffer[] = [];
+  private readonly source: AsyncIterator<Buffer>;
+  private pulling: Promise<void> | undefined;
+  private ended = false;
+  private failure: { error: unknown } | undefined;
+
+  constructor(source: AsyncIterable<Buffer>) {
+    this.source = source[Symbol.asyncIterator]();
+  }
+
+  async *chunks(): AsyncGenerator<Buffer> {
+    for (let i = 0; ; i++) {
+      while (i >= this.buffered.length) {
+        if (this.ended) return;
+        await this.pull();
+      }
+      yield this.buffered[i]!;
+    }
+  }
+
+  private pull(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure.error);
+    this.pulling ??= this.source.next().then(
+      (step) => {
+        this.pulling = undefined;
+        if (step.done) this.ended = true;
+        else this.buffered.push(step.value);
+      },
+      (error: unknown) => {
+        this.pulling = undefined;
+        this.failure = { error };
+        throw error;
+      },
+    );
+    return this.pulling;
+  }
+}
+
+/** Pipelines tried for one block before the write gives up, each without the nodes that failed before. */
+const PIPELINE_ATTEMPTS = 5;
+
 export interface WriteOptions {
   clientName: string;
   owner?: string;
@@ -237,6 +333,13 @@ interface OpenedFile {
  * addBlock or complete. Returns the bytes written. If the source fails midway, the block in
  * flight is abandoned and the file stays under construction until its lease expires, so only
  * whole, acknowledged blocks are ever readable.
+ *
+ * A data node failing under a replicated block does not fail the write: the block is abandoned
+ * (its partial replicas belong to a block and generation stamp the name node forgets, so they
+ * are invalidated, never read) and sent again from the client's copy to a new pipeline that
+ * excludes the bad node, like HDFS's pipeline recovery with a replacement node. The write fails
+ * after PIPELINE_ATTEMPTS pipelines for one block, or when no data node is left. A block group
+ * carries on past up to m failed internal blocks, which the name node has rebuilt afterwards.
  */
 export async function writeFile(
   rpc: NameNodeRpc,
@@ -245,7 +348,7 @@ export async function writeFile(
   options: WriteOptions,
 ): Promise<number> {
   const opened = options.append
-    ? await rpc.call<OpenedFile>("append", { path, clientName: options.clientName })
+    ? await rpc.call<OpenedFile>("append", { path, clientName: options.clientName, user: options.owner })
     : await rpc.call<OpenedFile>("create", {
         path,
         clientName: options.clientName,
@@ -256,41 +359,94 @@ export async function writeFile(
         blockSize: options.blockSize,
       });
   const bytes = new ByteSource(source);
-  let previous: (ExtendedBlock & { locations: string[] }) | undefined;
+  let previous: (ExtendedBlock & { locations: (string | null)[] }) | undefined;
   let written = 0;
+  // HDFS's excludedNodes: a node that failed in a pipeline of this file is not offered again.
+  const excluded = new Map<string, DatanodeID>();
+  const failures: string[] = [];
+  const failed = (error: PipelineException) => {
+    excluded.set(error.badNode.datanodeUuid, error.badNode);
+    failures.push(`${xferAddress(error.badNode)} (${error.message})`);
+  };
+  const addBlock = async () => {
+    try {
+      return await rpc.call<LocatedBlock>("addBlock", {
+        path,
+        clientName: options.clientName,
+        previous,
+        favoredNode: options.favoredNode,
+        excludeNodes: [...excluded.keys()],
+      });
+    } catch (error) {
+      if (failures.length === 0 || !(error instanceof RemoteException)) throw error;
+      throw new RemoteException(
+        error.exception,
+        `Cannot write ${path} past ${written} bytes: no new pipeline after data nodes failed: ${failures.join("; ")}; addBlock: ${error.message}`,
+      );
+    }
+  };
+  const abandon = (block: ExtendedBlock) =>
+    rpc.call("abandonBlock", { path, clientName: options.clientName, block });
+
+  const replicatedBlock = async () => {
+    const replay = new BlockReplay(bytes.take(opened.blockSize));
+    for (let attempt = 1; ; attempt++) {
+      const located = await addBlock();
+      try {
+        const ack = await sendBlock(located.locations, located.block, replay.chunks());
+        return {
+          ...located.block,
+          numBytes: ack.numBytes,
+          locations: located.locations.map((node) => node.datanodeUuid),
+        };
+      } catch (error) {
+        if (!(error instanceof PipelineException)) {
+          await abandon(located.block).catch(() => undefined);
+          throw error;
+        }
+        failed(error);
+        // Not abandoned, the block would come back from addBlock under the same generation stamp.
+        await abandon(located.block).catch((abandonError: unknown) => {
+          throw new RemoteException(
+            "IOException",
+            `Cannot write ${path}: ${error.message}; abandoning blk_${located.block.blockId} for a new pipeline failed: ${(abandonError as Error).message}`,
+          );
+        });
+        if (attempt >= PIPELINE_ATTEMPTS) {
+          throw new RemoteException(
+            "IOException",
+            `Cannot write ${path} past ${written} bytes: ${attempt} pipelines for its next block failed: ${failures.join("; ")}`,
+          );
+        }
+      }
+    }
+  };
+
+  const blockGroup = async (ecPolicy: string) => {
+    const located = await addBlock();
+    let group: GroupAck;
+    try {
+      group = await writeBlockGroup(located, ecPolicy, opened.blockSize, (n) => bytes.take(n));
+    } catch (error) {
+      await abandon(located.block).catch(() => undefined);
+      throw error;
+    }
+    for (const error of group.lost.values()) failed(error);
+    return {
+      ...located.block,
+      numBytes: group.numBytes,
+      // Positional, one per internal block: null where it was lost, for the name node to rebuild.
+      locations: located.locations.map((node, i) => (group.lost.has(i) ? null : node.datanodeUuid)),
+    };
+  };
+
   const renew = setInterval(() => {
     rpc.call("renewLease", { clientName: options.clientName }).catch(() => undefined);
   }, 10_000);
   try {
     while (!(await bytes.exhausted())) {
-      const located = await rpc.call<LocatedBlock>("addBlock", {
-        path,
-        clientName: options.clientName,
-        previous,
-        favoredNode: options.favoredNode,
-      });
-      let ack: BlockAck;
-      try {
-        ack = opened.ecPolicy
-          ? {
-              numBytes: await writeBlockGroup(located, opened.ecPolicy, opened.blockSize, (n) =>
-                bytes.take(n),
-              ),
-              checksum: 0,
-            }
-          : await sendBlock(located.locations, located.block, bytes.take(opened.blockSize));
-      } catch (error) {
-        await rpc
-          .call("abandonBlock", { path, clientName: options.clientName, block: located.block })
-          .catch(() => undefined);
-        throw error;
-      }
-      written += ack.numBytes;
-      previous = {
-        ...located.block,
-        numBytes: ack.numBytes,
-        locations: located.locations.map((node) => node.datanodeUuid),
-      };
+      previous = opened.ecPolicy ? await blockGroup(opened.ecPolicy) : await replicatedBlock();
+      written += previous.numBytes;
     }
     await rpc.call("complete", { path, clientName: options.clientName, last: previous });
     return written;

@@ -6,7 +6,7 @@
  * fetch data cells and, for any that cannot be read, reconstruct the stripe from any k cells.
  */
 
-import { readReplica, sendBlock } from "./dfsClient.js";
+import { PipelineException, readReplica, sendBlock } from "./dfsClient.js";
 import { createErasureCoder, type ErasureCoder, erasureCodingPolicy } from "./erasure/index.js";
 import type { DatanodeID, ExtendedBlock, LocatedBlock } from "./protocol.js";
 import { RemoteException } from "./protocol.js";
@@ -55,9 +55,13 @@ export function internalBlockLength(layout: GroupLayout, index: number): number 
 class Channel {
   private queue: Buffer[] = [];
   private ended = false;
+  private failure: Error | undefined;
+  /** Set once its consumer is gone: pushes are dropped rather than queued for nobody. */
+  private closed = false;
   private wake: (() => void) | undefined;
 
   push(chunk: Buffer): void {
+    if (this.closed) return;
     this.queue.push(chunk);
     this.wake?.();
   }
@@ -67,8 +71,20 @@ class Channel {
     this.wake?.();
   }
 
+  /** Ends the stream with an error, so its block is aborted rather than finalized short. */
+  fail(error: Error): void {
+    this.failure = error;
+    this.wake?.();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+  }
+
   async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
     for (;;) {
+      if (this.failure) throw this.failure;
       const next = this.queue.shift();
       if (next) {
         yield next;
@@ -93,16 +109,26 @@ function coderFor(ecPolicy: string): ErasureCoder {
   return coder;
 }
 
+export interface GroupAck {
+  /** Data bytes in the group. */
+  numBytes: number;
+  /** Internal blocks (by index) whose node failed, at most m: left for the name node to rebuild. */
+  lost: Map<number, PipelineException>;
+}
+
 /**
  * Writes one block group: `take(n)` yields the next up-to-n data bytes of the file. Streams each
- * internal block to its own node and resolves once all k + m are durable. Returns the data bytes.
+ * internal block to its own node and resolves once every internal block still streaming is
+ * durable. Like HDFS's striped writer, a node that fails is dropped and the group goes on
+ * without its internal block, as long as at most m are lost: the group stays readable from any
+ * k, and the name node's reconstruction rebuilds the lost ones once the group is committed.
  */
 export async function writeBlockGroup(
   located: LocatedBlock,
   ecPolicy: string,
   blockSize: number,
   take: (bytes: number) => AsyncIterable<Buffer>,
-): Promise<number> {
+): Promise<GroupAck> {
   const policy = erasureCodingPolicy(ecPolicy);
   const { dataUnits: k, parityUnits: m, cellSize } = policy;
   if (located.locations.length < k + m) {
@@ -112,19 +138,35 @@ export async function writeBlockGroup(
     );
   }
   const channels = Array.from({ length: k + m }, () => new Channel());
+  const lost = new Map<number, PipelineException>();
+  const tooManyLost = () =>
+    new RemoteException(
+      "IOException",
+      `block group blk_${located.block.blockId} lost ${lost.size} of ${k + m} internal blocks, ${ecPolicy} tolerates ${m}: ${[
+        ...lost.values(),
+      ]
+        .map((error) => error.message)
+        .join("; ")}`,
+    );
   const acks = channels.map((channel, i) =>
     sendBlock(
       [located.locations[i]!],
       { blockId: located.block.blockId + i, generationStamp: located.block.generationStamp },
       channel,
-    ),
+    ).catch((error: unknown) => {
+      if (!(error instanceof PipelineException)) throw error;
+      lost.set(i, error);
+      channel.close();
+    }),
   );
   for (const ack of acks) ack.catch(() => undefined);
   const coder = coderFor(ecPolicy);
   const stripesPerGroup = Math.max(1, Math.floor(blockSize / cellSize));
   let total = 0;
+  let complete = false;
   try {
     for (let stripe = 0; stripe < stripesPerGroup; stripe++) {
+      if (lost.size > m) throw tooManyLost();
       const parts: Buffer[] = [];
       for await (const chunk of take(k * cellSize)) parts.push(chunk);
       const data = Buffer.concat(parts);
@@ -148,11 +190,16 @@ export async function writeBlockGroup(
       for (const [j, cell] of parity.entries()) channels[k + j]!.push(Buffer.from(cell));
       if (data.length < k * cellSize) break;
     }
+    complete = true;
   } finally {
-    for (const channel of channels) channel.end();
+    for (const channel of channels) {
+      if (complete) channel.end();
+      else channel.fail(new Error(`block group blk_${located.block.blockId} abandoned`));
+    }
   }
   await Promise.all(acks);
-  return total;
+  if (lost.size > m) throw tooManyLost();
+  return { numBytes: total, lost };
 }
 
 /** The cells of one stripe, reading each from its node; null where the read failed. */
@@ -269,8 +316,11 @@ export async function reconstructInternalBlocks(
         if (cells[index]!.length > 0) channels[at]!.push(cells[index]!);
       });
     }
-  } finally {
-    for (const channel of channels) channel.end();
+  } catch (error) {
+    // Failed, not ended: a target must not finalize a short internal block and report it whole.
+    for (const channel of channels) channel.fail(error as Error);
+    throw error;
   }
+  for (const channel of channels) channel.end();
   await Promise.all(acks);
 }

@@ -14,7 +14,14 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Logger } from "../../../log.js";
-import { NameNodeRpc, readFile, sendBlock, writeFile } from "../dfsClient.js";
+import {
+  FIRST_BAD_LINK_HEADER,
+  NameNodeRpc,
+  PipelineException,
+  readFile,
+  sendBlock,
+  writeFile,
+} from "../dfsClient.js";
 import { validatePath } from "../path.js";
 import {
   type DatanodeCommand,
@@ -32,6 +39,7 @@ import {
 } from "../protocol.js";
 import { reconstructInternalBlocks } from "../striped.js";
 import { BlockStore, type FinishedReplica } from "./blockStore.js";
+import { blockChecksum, fileChecksum } from "./fileChecksum.js";
 
 export interface DataNodeConfig {
   host: string;
@@ -175,6 +183,9 @@ export class DataNode {
       this.handle(req, res).catch((error) => sendError(res, error));
     });
     server.keepAliveTimeout = 5_000;
+    // A block streams as fast as its writer produces, and a WebHDFS body is a whole file: neither
+    // fits Node's default 5-minute limit on receiving a request.
+    server.requestTimeout = 0;
     server.listen(port, this.config.host);
     await once(server, "listening");
     this.servers.push(server);
@@ -183,6 +194,11 @@ export class DataNode {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://datanode");
+    const checksum = /^\/blocks\/(\d+)\/checksum$/.exec(url.pathname);
+    if (checksum && req.method === "GET") {
+      const generationStamp = Number(url.searchParams.get("generationStamp") ?? 0);
+      return sendJson(res, 200, await blockChecksum(this.store, Number(checksum[1]), generationStamp));
+    }
     const block = /^\/blocks\/(\d+)$/.exec(url.pathname);
     if (block) {
       const blockId = Number(block[1]);
@@ -224,6 +240,8 @@ export class DataNode {
    * Pipeline write: store locally while forwarding downstream; answer only when the local
    * replica is finalized and the downstream node (and so every node after it) acknowledged
    * with the same checksum. A sender that disconnects leaves nothing but a discarded rbw file.
+   * A failure is answered as soon as it is known, naming the first bad node when it is
+   * downstream of this one (HDFS's firstBadLink), so the writer can leave just that node out.
    */
   private async receiveBlock(
     req: IncomingMessage,
@@ -235,18 +253,13 @@ export class DataNode {
       throw illegalArgument("generationStamp is required");
     const downstream = JSON.parse(String(req.headers["x-tributary-targets"] ?? "[]")) as DatanodeID[];
     const writer = await this.store.createRbw(blockId, generationStamp);
-    let forward:
-      | {
-          push(chunk: Buffer): Promise<void>;
-          end(): void;
-          fail(error: Error): void;
-          ack: Promise<{ numBytes: number; checksum: number }>;
-        }
-      | undefined;
-    if (downstream.length > 0) forward = forwarder(downstream, { blockId, generationStamp });
+    const forward = downstream.length > 0 ? forwarder(downstream, { blockId, generationStamp }) : undefined;
     let local: FinishedReplica;
     try {
-      for await (const chunk of req) {
+      // Not destroyed on a failure: the rest of the body drains while the answer goes upstream.
+      for await (const chunk of req.iterator({ destroyOnReturn: false })) {
+        // A downstream node that failed is reported now rather than after the rest of the block.
+        if (forward?.failure) throw forward.failure;
         await Promise.all([forward?.push(chunk as Buffer), writer.write(chunk as Buffer)]);
       }
       forward?.end();
@@ -254,7 +267,8 @@ export class DataNode {
     } catch (error) {
       await writer.abort();
       forward?.fail(error as Error);
-      throw error;
+      req.resume();
+      return this.pipelineFailed(res, blockId, error);
     }
     this.metrics.blocksWritten.inc();
     this.metrics.bytesWritten.inc(local.numBytes);
@@ -264,15 +278,37 @@ export class DataNode {
       deleted: [],
     });
     if (forward) {
-      const ack = await forward.ack;
+      let ack: { numBytes: number; checksum: number };
+      try {
+        ack = await forward.ack;
+      } catch (error) {
+        return this.pipelineFailed(res, blockId, error);
+      }
       if (ack.numBytes !== local.numBytes || ack.checksum !== local.checksum) {
-        throw new RemoteException(
-          "IOException",
-          `pipeline checksum mismatch for blk_${blockId}: this node has ${local.numBytes} bytes / ${local.checksum}, downstream ${xferAddress(downstream[0]!)} has ${ack.numBytes} / ${ack.checksum}`,
-        );
+        const message = `pipeline checksum mismatch for blk_${blockId}: this node has ${local.numBytes} bytes / ${local.checksum}, downstream ${xferAddress(downstream[0]!)} has ${ack.numBytes} / ${ack.checksum}`;
+        return this.pipelineFailed(res, blockId, new PipelineException(message, downstream[0]!));
       }
     }
     sendJson(res, 200, { numBytes: local.numBytes, checksum: local.checksum });
+  }
+
+  /** Answers a failed block write; the header names the bad node when it is not this one. */
+  private pipelineFailed(res: ServerResponse, blockId: number, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    const bad = error instanceof PipelineException ? error.badNode : undefined;
+    this.logger.warn(
+      { blockId, badNode: bad ? xferAddress(bad) : undefined, error: message },
+      "block write failed",
+    );
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const remote =
+      error instanceof RemoteException
+        ? error
+        : new RemoteException("IOException", `${xferAddress(this.id)}: ${message}`, undefined, 500);
+    sendJson(res, remote.status, remote.toJSON(), bad ? { [FIRST_BAD_LINK_HEADER]: bad.datanodeUuid } : {});
   }
 
   private async serveBlock(res: ServerResponse, blockId: number, url: URL): Promise<void> {
@@ -510,6 +546,7 @@ export class DataNode {
         offset,
         length: length ?? null,
         clientUuid: this.id.datanodeUuid,
+        user,
       });
       if (offset > located.fileLength)
         throw new RemoteException(
@@ -528,6 +565,16 @@ export class DataNode {
         res.destroy(error as Error);
       }
       return;
+    }
+    if (op === "GETFILECHECKSUM" && req.method === "GET") {
+      const located = await this.rpc.call<LocatedBlocks>("getBlockLocations", {
+        path,
+        offset: 0,
+        length: null,
+        clientUuid: this.id.datanodeUuid,
+        user,
+      });
+      return sendJson(res, 200, { FileChecksum: await fileChecksum(path, located, this.id, this.store) });
     }
     throw new RemoteException(
       "UnsupportedOperationException",
@@ -560,16 +607,22 @@ function forwarder(targets: DatanodeID[], block: { blockId: number; generationSt
     }
   })();
   let settled = false;
+  let downstreamFailure: Error | undefined;
   const ack = sendBlock(targets, block, source);
   ack.then(
     () => {
       settled = true;
     },
-    () => {
+    (error: Error) => {
       settled = true;
+      downstreamFailure = error;
     },
   );
   return {
+    /** Why the downstream pipeline failed, once it has. */
+    get failure() {
+      return downstreamFailure;
+    },
     /** Queues a chunk; resolves once the downstream backlog is small again. */
     async push(chunk: Buffer) {
       queue.push(chunk);
