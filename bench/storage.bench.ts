@@ -86,7 +86,7 @@ export async function run(): Promise<void> {
     const noopSeconds = await concurrently(CREATES, () => postJson(rpc, "/rpc/getServiceState", {}));
     const createSeconds = await concurrently(CREATES, async (i) => {
       const clientName = `bench-${i}`;
-      await postJson(rpc, "/rpc/create", { path: `/bench/creates/f${i}`, clientName });
+      await postJson(rpc, "/rpc/create", { path: `/bench/creates/f${i}`, clientName, owner: "bench" });
       await postJson(rpc, "/rpc/complete", { path: `/bench/creates/f${i}`, clientName });
     });
 

@@ -226,7 +226,7 @@ export class StorageCluster {
     let lastError: unknown;
     for (const nn of this.nameNodes) {
       try {
-        return await postJson(`127.0.0.1:${nn.rpcPort}`, "/rpc/getBlockLocations", { path });
+        return await postJson(`127.0.0.1:${nn.rpcPort}`, "/rpc/getBlockLocations", { path, user: "hdfs" });
       } catch (error) {
         lastError = error;
       }
@@ -261,10 +261,21 @@ export interface NameNodeStatus {
   txid: number;
   liveDataNodes: number;
   deadDataNodes: number;
+  decommissioningDataNodes: number;
+  decommissionedDataNodes: number;
+  capacity: number;
   files: number;
   blocks: number;
   underReplicatedBlocks: number;
   missingBlocks: number;
   corruptReplicas: number;
   pendingReplicationBlocks: number;
+  datanodes: {
+    datanodeUuid: string;
+    hostName: string;
+    xferPort: number;
+    networkLocation: string;
+    capacity: number;
+    adminState: "NORMAL" | "DECOMMISSION_INPROGRESS" | "DECOMMISSIONED" | "DEAD";
+  }[];
 }

@@ -39,7 +39,9 @@ describe("BlockPool storage: RS-6-3 erasure coding", () => {
   it("stripes files over 9 nodes, reads with 3 fragments gone, and rebuilds them", async () => {
     const base = `http://127.0.0.1:${cluster.nameNodes[0]!.webhdfsPort}/webhdfs/v1`;
     await client.mkdirs("/ec");
-    const set = await fetch(`${base}/ec?op=SETECPOLICY&ecpolicy=RS-6-3-1024k`, { method: "PUT" });
+    const set = await fetch(`${base}/ec?op=SETECPOLICY&ecpolicy=RS-6-3-1024k&user.name=tester`, {
+      method: "PUT",
+    });
     expect(set.status).toBe(200);
     expect(await (await fetch(`${base}/ec?op=GETECPOLICY`)).json()).toMatchObject({
       name: "RS-6-3-1024k",

@@ -138,7 +138,7 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
           "-sS",
           "-X",
           "PUT",
-          `${base}/curl/upload.bin?op=RENAME&destination=/curl/renamed.bin`,
+          `${base}/curl/upload.bin?op=RENAME&destination=/curl/renamed.bin&user.name=curl`,
         ])
       ).stdout,
     );
@@ -151,7 +151,8 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
       spaceConsumed: data.length * 3,
     });
     const deleted = JSON.parse(
-      (await run("curl", ["-sS", "-X", "DELETE", `${base}/curl?op=DELETE&recursive=true`])).stdout,
+      (await run("curl", ["-sS", "-X", "DELETE", `${base}/curl?op=DELETE&recursive=true&user.name=curl`]))
+        .stdout,
     );
     expect(deleted).toEqual({ boolean: true });
     const gone = await run("curl", [
@@ -199,7 +200,8 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
 
     await client.mkdirs("/quota");
     // Room for one 1 MiB block at replication 3, not two: HDFS charges a new block at full size.
-    await client.setQuota("/quota", { storageSpace: 4 * MiB });
+    // Quotas are the superuser's to set.
+    await cluster.client("hdfs").setQuota("/quota", { storageSpace: 4 * MiB });
     await client.create("/quota/fits", randomBytes(1000), { blockSize: MiB });
     const refused = await client
       .create("/quota/too-big", randomBytes(MiB + 1), { blockSize: MiB })
@@ -213,6 +215,62 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
     expect((exists as RemoteException).exception).toBe("FileAlreadyExistsException");
     const missing = await client.open("/no/such/file").catch((error: unknown) => error);
     expect((missing as RemoteException).status).toBe(404);
+  });
+
+  it("checks owners and modes as HDFS does: traversal, read, write, sticky root, owner and superuser operations", async () => {
+    const alice = cluster.client("alice");
+    const bob = cluster.client("bob");
+    const hdfs = cluster.client("hdfs");
+    const refusal = async (attempt: Promise<unknown>) => {
+      const error = await attempt.then(
+        () => undefined,
+        (caught: unknown) => caught,
+      );
+      expect(error).toBeInstanceOf(RemoteException);
+      expect((error as RemoteException).exception).toBe("AccessControlException");
+      expect((error as RemoteException).status).toBe(403);
+      return (error as RemoteException).message;
+    };
+
+    await alice.mkdirs("/alice");
+    await alice.mkdirs("/alice/private", "700");
+    await alice.create("/alice/private/diary", "dear diary", { permission: "600" });
+    await alice.create("/alice/shared", "for everyone");
+    expect(await alice.status("/alice/private")).toMatchObject({ owner: "alice", permission: "700" });
+
+    // The root is sticky and world-writable: bob may add his own entries but not remove alice's.
+    expect((await bob.status("/")).permission).toBe("1777");
+    await bob.mkdirs("/bob");
+    expect(await refusal(bob.delete("/alice", { recursive: true }))).toContain("sticky bit");
+    expect(await refusal(bob.rename("/alice", "/bob/taken"))).toContain("sticky bit");
+
+    // 700 on the directory: no traversal, listing or writing for others; 644 files under 755 read fine.
+    expect(await refusal(bob.open("/alice/private/diary"))).toBe(
+      'Permission denied: user=bob, access=EXECUTE, inode="/alice/private":alice:supergroup:drwx------',
+    );
+    await refusal(bob.list("/alice/private"));
+    await refusal(bob.create("/alice/private/note", "hi"));
+    await refusal(bob.create("/alice/intruder", "hi"));
+    await refusal(bob.mkdirs("/alice/private/sub"));
+    expect((await bob.open("/alice/shared")).toString()).toBe("for everyone");
+    await refusal(bob.append("/alice/shared", " and bob"));
+    await refusal(bob.create("/alice/shared", "overwritten", { overwrite: true }));
+    await refusal(bob.delete("/alice/shared"));
+
+    // Only the owner changes modes; only a superuser changes owners or quotas.
+    await refusal(bob.setPermission("/alice/private", "777"));
+    await refusal(alice.setOwner("/alice/private", { owner: "bob" }));
+    await refusal(alice.setQuota("/alice", { namespace: 10 }));
+    await alice.setPermission("/alice/private", "755");
+    await alice.setPermission("/alice/private/diary", "644");
+    expect((await bob.open("/alice/private/diary")).toString()).toBe("dear diary");
+
+    // The superuser passes every check.
+    await hdfs.setOwner("/alice/private/diary", { owner: "bob" });
+    expect((await bob.status("/alice/private/diary")).owner).toBe("bob");
+    await bob.append("/alice/private/diary", " (bob's now)");
+    expect(await hdfs.delete("/alice", { recursive: true })).toBe(true);
+    expect(await bob.delete("/bob", { recursive: true })).toBe(true);
   });
 
   it("shows only complete blocks of a file being written, and never a half block after the writer disconnects", async () => {

@@ -10,6 +10,8 @@ export interface TestEnv {
   redisUrl: string;
   ffmpeg: string;
   helm: string;
+  /** The Hadoop Java client's jars (hadoop-client-api/-runtime), for FsShell over webhdfs://. */
+  hadoopLibs: string;
 }
 
 const defaultRun = "/tmp/tributary-testenv";
@@ -51,6 +53,7 @@ export function testEnv(): TestEnv {
     redisUrl: need("TRIBUTARY_TESTENV_REDIS_URL"),
     ffmpeg: need("TRIBUTARY_TESTENV_FFMPEG"),
     helm: need("TRIBUTARY_TESTENV_HELM"),
+    hadoopLibs: need("TRIBUTARY_TESTENV_HADOOP_LIBS"),
   };
   return cached;
 }

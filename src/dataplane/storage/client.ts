@@ -151,6 +151,19 @@ export class WebHdfsClient {
     });
   }
 
+  /** Octal mode, e.g. "750" or "1777" (sticky); the owner's or a superuser's to change. */
+  async setPermission(path: string, permission: string): Promise<void> {
+    await this.nameNode("PUT", path, "SETPERMISSION", { permission });
+  }
+
+  /** A new owner takes a superuser; the owner may change the group to one of their own. */
+  async setOwner(path: string, change: { owner?: string; group?: string }): Promise<void> {
+    await this.nameNode("PUT", path, "SETOWNER", {
+      ...(change.owner ? { owner: change.owner } : {}),
+      ...(change.group ? { group: change.group } : {}),
+    });
+  }
+
   /**
    * Runs a two-step operation again when the data node it was sent to refused the connection
    * (it died before the name node noticed): nothing reached it, so a retry is safe. A streamed

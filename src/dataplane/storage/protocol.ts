@@ -28,8 +28,15 @@ export interface DatanodeInfo extends DatanodeID {
   remaining: number;
   lastUpdate: number;
   numBlocks: number;
-  adminState: "NORMAL" | "DEAD";
+  adminState: AdminState;
 }
+
+/**
+ * HDFS's AdminStates plus DEAD: a decommissioning node takes no new replicas and its own do not
+ * count toward replication, but it still serves reads until every block it holds has enough
+ * copies elsewhere (DECOMMISSIONED). A silent node is DEAD whatever its admin state.
+ */
+export type AdminState = "NORMAL" | "DECOMMISSION_INPROGRESS" | "DECOMMISSIONED" | "DEAD";
 
 export interface LocatedBlock {
   block: ExtendedBlock;
@@ -127,6 +134,7 @@ const JAVA_CLASSES: Record<string, string> = {
   NotReplicatedYetException: "org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException",
   InvalidPathException: "org.apache.hadoop.fs.InvalidPathException",
   FencedException: "org.apache.hadoop.hdfs.server.namenode.FencedException",
+  AccessControlException: "org.apache.hadoop.security.AccessControlException",
 };
 
 function javaClassFor(exception: string): string {

@@ -2,22 +2,34 @@
  * Where replicas are (HDFS's BlockManager + DatanodeManager): data nodes and their liveness from
  * heartbeats, replica locations from block reports, corrupt replicas, block placement with rack
  * awareness, and the replication monitor that re-replicates under-replicated blocks and
- * replaces corrupt ones. None of it is persisted: data nodes report it again after a restart, and
- * they report to the standby too, so a failover starts with a warm map.
+ * replaces corrupt ones, and decommissioning (HDFS's DatanodeAdminManager). None of it is
+ * persisted: data nodes report it again after a restart, and they report to the standby too, so a
+ * failover starts with a warm map. The decommission set is not reported by anyone: whoever sets
+ * it (the operator) sets it again on the new active after a failover, as it is level-based.
  */
+import type { Logger } from "../../../log.js";
 import type {
+  AdminState,
   DatanodeCommand,
   DatanodeID,
   DatanodeInfo,
   ExtendedBlock,
   HeartbeatRequest,
 } from "../protocol.js";
+import { groupLayout, internalBlockLength } from "../striped.js";
+import { hostEntryMatches, normalizeHostEntry } from "./hosts.js";
 import { type BlockInfo, ecShape, type Namespace } from "./namespace.js";
 
 interface DatanodeState {
+  /** `adminState` here is never DEAD: liveness is judged from `lastUpdate` when reporting. */
   info: DatanodeInfo;
   commands: DatanodeCommand[];
   blocks: Set<number>;
+  /**
+   * Whether a full block report arrived. Until then `blocks` may be incomplete, and a
+   * decommissioning node that looks empty must not be declared DECOMMISSIONED.
+   */
+  blockReported: boolean;
 }
 
 export interface BlockManagerOptions {
@@ -25,6 +37,10 @@ export interface BlockManagerOptions {
   heartbeatExpiryMs: number;
   /** How long a scheduled copy may take before it is scheduled again. */
   pendingReplicationTimeoutMs: number;
+  /** The topology table's rack for a node, overriding the one it reports (undefined: no entry). */
+  rackOf?: (node: DatanodeID) => string | undefined;
+  /** Where admin-state transitions (decommission started, finished, recommissioned) are logged. */
+  logger?: Logger;
 }
 
 export interface BlockStats {
@@ -42,6 +58,8 @@ export class BlockManager {
   /** `blockId:uuid` of corrupt replicas already told to delete themselves. */
   private readonly invalidating = new Set<string>();
   private readonly pendingReplication = new Map<number, { targets: string[]; deadline: number }>();
+  /** The decommission set (HDFS's exclude file), as host entries; see hosts.ts. */
+  private excludedHosts: string[] = [];
   stats: BlockStats = {
     underReplicatedBlocks: 0,
     missingBlocks: 0,
@@ -63,6 +81,7 @@ export class BlockManager {
     return !!node && now - node.info.lastUpdate <= this.options.heartbeatExpiryMs;
   }
 
+  /** Heard-from nodes, whatever their admin state: all of them serve reads. */
   liveNodes(): DatanodeInfo[] {
     const now = Date.now();
     return [...this.datanodes.values()]
@@ -70,13 +89,76 @@ export class BlockManager {
       .map((node) => node.info);
   }
 
+  /** Live nodes that take new replicas and whose replicas count toward replication (HDFS's "in service"). */
+  inServiceNodes(): DatanodeInfo[] {
+    return this.liveNodes().filter(isInService);
+  }
+
   report(): DatanodeInfo[] {
     const now = Date.now();
-    return [...this.datanodes.values()].map((node) => ({
+    return [...this.datanodes.values()].map((node) => this.reportOne(node, now));
+  }
+
+  private reportOne(node: DatanodeState, now: number): DatanodeInfo {
+    return {
       ...node.info,
       numBlocks: node.blocks.size,
-      adminState: this.isLive(node.info.datanodeUuid, now) ? "NORMAL" : "DEAD",
-    }));
+      adminState: this.isLive(node.info.datanodeUuid, now) ? node.info.adminState : "DEAD",
+    };
+  }
+
+  /**
+   * Replaces the decommission set, level-based like HDFS's exclude file: matching nodes start
+   * decommissioning (those already decommissioned stay so), every other node goes back in
+   * service. Nodes that register later are checked against the set too. Returns the known nodes
+   * the set matches.
+   */
+  setDecommissionSet(hosts: string[]): DatanodeInfo[] {
+    this.excludedHosts = [...new Set(hosts.map(normalizeHostEntry))];
+    const now = Date.now();
+    const matched: DatanodeInfo[] = [];
+    for (const node of this.datanodes.values()) {
+      if (this.isExcluded(node.info)) {
+        if (node.info.adminState === "NORMAL") this.startDecommission(node, "in the decommission set");
+        matched.push(this.reportOne(node, now));
+      } else if (node.info.adminState !== "NORMAL") {
+        this.transition(node, "NORMAL", "data node recommissioned: back in service", {});
+      }
+    }
+    return matched;
+  }
+
+  private isExcluded(node: DatanodeID): boolean {
+    return this.excludedHosts.some((entry) => hostEntryMatches(entry, node));
+  }
+
+  private startDecommission(node: DatanodeState, reason: string): void {
+    this.transition(
+      node,
+      "DECOMMISSION_INPROGRESS",
+      "data node decommissioning: no new replicas, copying its blocks to other nodes",
+      { reason, blocks: node.blocks.size },
+    );
+  }
+
+  private transition(
+    node: DatanodeState,
+    adminState: Exclude<AdminState, "DEAD">,
+    message: string,
+    details: Record<string, unknown>,
+  ): void {
+    const from = node.info.adminState;
+    node.info.adminState = adminState;
+    this.options.logger?.info(
+      {
+        datanode: `${node.info.hostName}:${node.info.xferPort}`,
+        datanodeUuid: node.info.datanodeUuid,
+        from,
+        to: adminState,
+        ...details,
+      },
+      message,
+    );
   }
 
   /** Returns the commands for the node, or `register` if this name node has not had its block report. */
@@ -84,16 +166,17 @@ export class BlockManager {
     const state = this.datanodes.get(request.datanode.datanodeUuid);
     const info: DatanodeInfo = {
       ...request.datanode,
-      networkLocation: request.networkLocation,
+      // Rack tables change: the table is asked on every heartbeat, not only at registration.
+      networkLocation: this.options.rackOf?.(request.datanode) ?? request.networkLocation,
       capacity: request.capacity,
       dfsUsed: request.dfsUsed,
       remaining: request.remaining,
       numBlocks: request.numBlocks,
       lastUpdate: Date.now(),
-      adminState: "NORMAL",
+      adminState: state?.info.adminState ?? "NORMAL",
     };
     if (!state) {
-      this.datanodes.set(info.datanodeUuid, { info, commands: [], blocks: new Set() });
+      this.addNode(info);
       return [{ action: "register" }];
     }
     state.info = info;
@@ -111,6 +194,7 @@ export class BlockManager {
     const state = this.ensureNode(node);
     for (const blockId of state.blocks) this.locations.get(blockId)?.delete(node.datanodeUuid);
     state.blocks.clear();
+    state.blockReported = true;
     this.blocksReceived(node, blocks, active);
   }
 
@@ -192,7 +276,10 @@ export class BlockManager {
     }
   }
 
-  /** Live, uncorrupted replicas. */
+  /**
+   * Live, uncorrupted replicas: in-service nodes first, then decommissioning and decommissioned
+   * ones, which still serve reads and copies but are read from only when needed (as HDFS sorts them).
+   */
   goodReplicas(blockId: number): DatanodeInfo[] {
     const now = Date.now();
     const corrupt = this.corrupt.get(blockId);
@@ -201,7 +288,7 @@ export class BlockManager {
       if (corrupt?.has(uuid) || !this.isLive(uuid, now)) continue;
       out.push(this.datanodes.get(uuid)!.info);
     }
-    return out;
+    return out.sort((a, b) => Number(isInService(b)) - Number(isInService(a)));
   }
 
   /**
@@ -222,7 +309,7 @@ export class BlockManager {
     const now = Date.now();
     const fresh = (node: DatanodeInfo) => now - node.lastUpdate <= this.options.heartbeatExpiryMs / 3;
     const candidates = () => {
-      const live = this.liveNodes().filter((node) => !taken.has(node.datanodeUuid));
+      const live = this.inServiceNodes().filter((node) => !taken.has(node.datanodeUuid));
       const preferred = live.filter(fresh);
       return shuffle(preferred.length > 0 ? preferred : live);
     };
@@ -257,8 +344,9 @@ export class BlockManager {
   }
 
   /**
-   * One pass of the replication monitor: schedule copies for under-replicated blocks, delete
-   * corrupt replicas once a good one exists elsewhere, and recount the figures for status.
+   * One pass of the replication monitor: schedule copies for under-replicated blocks (replicas on
+   * decommissioning nodes do not count), delete corrupt replicas once a good one exists
+   * elsewhere, finish decommissions whose blocks are safe, and recount the figures for status.
    */
   computeReplicationWork(): void {
     const now = Date.now();
@@ -278,6 +366,7 @@ export class BlockManager {
         continue;
       }
       const good = this.goodReplicas(block.blockId);
+      const inService = good.filter(isInService);
       const corrupt = this.corrupt.get(block.blockId);
       stats.corruptReplicas += corrupt?.size ?? 0;
       if (good.length === 0) {
@@ -291,29 +380,22 @@ export class BlockManager {
       };
       // Nodes still holding a replica, corrupt ones included until they confirm the delete, are not targets.
       const holders = new Set(this.locations.get(block.blockId) ?? []);
-      // A corrupt replica goes as soon as a good copy exists, freeing its node to take a new one.
-      for (const uuid of corrupt ?? []) {
-        const state = this.datanodes.get(uuid);
-        const key = `${block.blockId}:${uuid}`;
-        if (state && this.isLive(uuid, now)) {
-          if (!this.invalidating.has(key)) state.commands.push({ action: "invalidate", blocks: [extended] });
-          this.invalidating.add(key);
-        } else {
-          this.locations.get(block.blockId)?.delete(uuid);
-          corrupt?.delete(uuid);
-        }
-      }
+      this.dropCorruptReplicas(extended, now);
       const wanted = block.file.replication;
-      if (good.length >= wanted) continue;
+      if (inService.length > wanted && !this.pendingReplication.has(block.blockId))
+        this.removeExcessReplicas(extended, inService, wanted);
+      if (inService.length >= wanted) continue;
       stats.underReplicatedBlocks++;
       const pending = this.pendingReplication.get(block.blockId);
       if (pending) {
         stats.pendingReplicationBlocks++;
         continue;
       }
-      const targets = this.chooseTargets(wanted - good.length, undefined, good, holders);
+      const targets = this.chooseTargets(wanted - inService.length, undefined, inService, holders);
       if (targets.length === 0) continue;
-      const source = good[Math.floor(Math.random() * good.length)]!;
+      // A decommissioning node is a source only when no in-service replica is left.
+      const sources = inService.length > 0 ? inService : good;
+      const source = sources[Math.floor(Math.random() * sources.length)]!;
       this.datanodes
         .get(source.datanodeUuid)!
         .commands.push({ action: "transfer", block: extended, targets: targets.map(toDatanodeID) });
@@ -323,19 +405,110 @@ export class BlockManager {
       });
       stats.pendingReplicationBlocks++;
     }
+    this.checkDecommissions(now);
     this.stats = stats;
+  }
+
+  /**
+   * More in-service replicas than the file's replication (it was lowered, a dead node came back,
+   * a decommission was cancelled): delete the excess as HDFS chooses, keeping replicas on as many
+   * racks as before and freeing the fullest node first. Replicas already told to go count as gone.
+   */
+  private removeExcessReplicas(block: ExtendedBlock, replicas: DatanodeInfo[], wanted: number): void {
+    const doomed = (node: DatanodeInfo) => this.invalidating.has(`${block.blockId}:${node.datanodeUuid}`);
+    const keep = replicas.filter((node) => !doomed(node));
+    while (keep.length > wanted) {
+      const perRack = new Map<string, number>();
+      for (const node of keep)
+        perRack.set(node.networkLocation, (perRack.get(node.networkLocation) ?? 0) + 1);
+      const shared = keep.filter((node) => perRack.get(node.networkLocation)! > 1);
+      const pool = shared.length > 0 ? shared : keep;
+      const victim = pool.reduce((fullest, node) => (node.remaining < fullest.remaining ? node : fullest));
+      keep.splice(keep.indexOf(victim), 1);
+      this.invalidating.add(`${block.blockId}:${victim.datanodeUuid}`);
+      this.datanodes.get(victim.datanodeUuid)?.commands.push({ action: "invalidate", blocks: [block] });
+    }
+  }
+
+  /**
+   * HDFS's DatanodeAdminManager check: a decommissioning node is DECOMMISSIONED once every block
+   * it holds is safe without it: a replicated block has its replication on in-service nodes (or
+   * on all of them, when fewer remain: HDFS lets a decommission shrink a pool below a file's
+   * replication rather than never finish), and an erasure-coded internal block exists on an
+   * in-service node. Blocks still being written hold it up until they are complete.
+   */
+  private checkDecommissions(now: number): void {
+    const inServiceCount = this.inServiceNodes().length;
+    for (const node of this.datanodes.values()) {
+      if (node.info.adminState !== "DECOMMISSION_INPROGRESS") continue;
+      if (!node.blockReported || !this.isLive(node.info.datanodeUuid, now)) continue;
+      const uuid = node.info.datanodeUuid;
+      if ([...node.blocks].every((blockId) => this.safeWithout(blockId, uuid, inServiceCount)))
+        this.transition(
+          node,
+          "DECOMMISSIONED",
+          "data node decommissioned: every block it holds has enough replicas on other nodes",
+          { blocks: node.blocks.size },
+        );
+    }
+  }
+
+  private safeWithout(blockId: number, uuid: string, inServiceCount: number): boolean {
+    const found = this.namespace.blockOrGroup(blockId);
+    // Not in the namespace (deleted, stale): nothing to save; it is being invalidated.
+    if (!found) return true;
+    // A corrupt replica is not worth saving: the replication monitor replaces it from good ones.
+    if (this.corrupt.get(blockId)?.has(uuid)) return true;
+    if (!found.block.complete) return false;
+    const elsewhere = this.goodReplicas(blockId).filter(isInService).length;
+    if (found.index >= 0) return elsewhere > 0;
+    return elsewhere >= Math.max(1, Math.min(found.block.file.replication, inServiceCount));
   }
 
   /**
    * A block group with internal blocks lost (dead node, deleted fragment): one live holder is told
    * to read any k fragments, decode the lost ones and write them to new nodes outside the group.
+   * An internal block only a decommissioning node holds is not lost: it is copied as it is
+   * (a plain transfer, no decoding) to a node outside the group.
    */
+  /**
+   * A corrupt replica goes as soon as a good copy exists (the caller checked), freeing its node to
+   * take a new one; a dead node's is forgotten.
+   */
+  private dropCorruptReplicas(block: ExtendedBlock, now: number): void {
+    const corrupt = this.corrupt.get(block.blockId);
+    for (const uuid of corrupt ?? []) {
+      const state = this.datanodes.get(uuid);
+      const key = `${block.blockId}:${uuid}`;
+      if (state && this.isLive(uuid, now)) {
+        if (!this.invalidating.has(key)) state.commands.push({ action: "invalidate", blocks: [block] });
+        this.invalidating.add(key);
+      } else {
+        this.locations.get(block.blockId)?.delete(uuid);
+        corrupt?.delete(uuid);
+      }
+    }
+  }
+
   private blockGroupWork(block: BlockInfo, stats: BlockStats, now: number): void {
     const ecPolicy = block.file.ecPolicy!;
     const [k, m] = ecShape(ecPolicy);
+    // goodReplicas puts in-service holders first: a decommissioning node is the holder only when alone.
     const internal = Array.from({ length: k + m }, (_, i) => this.goodReplicas(block.blockId + i)[0] ?? null);
+    const layout = groupLayout(ecPolicy, block.numBytes);
+    internal.forEach((node, i) => {
+      const blockId = block.blockId + i;
+      stats.corruptReplicas += this.corrupt.get(blockId)?.size ?? 0;
+      // Once rebuilt elsewhere, a corrupt internal block goes like a corrupt replica.
+      if (node)
+        this.dropCorruptReplicas(
+          { blockId, generationStamp: block.generationStamp, numBytes: internalBlockLength(layout, i) },
+          now,
+        );
+    });
     const missing = internal.flatMap((node, i) => (node ? [] : [i]));
-    if (missing.length === 0) return;
+    const retiring = internal.flatMap((node, i) => (node && !isInService(node) ? [i] : []));
+    if (missing.length === 0 && retiring.length === 0) return;
     stats.underReplicatedBlocks++;
     if (missing.length > m) {
       stats.missingBlocks++;
@@ -348,10 +521,16 @@ export class BlockManager {
     const holders = new Set<string>();
     for (let i = 0; i < k + m; i++)
       for (const uuid of this.locations.get(block.blockId + i) ?? []) holders.add(uuid);
+    // Rebuild what is lost first; the next pass moves what is retiring.
+    if (missing.length === 0) {
+      this.copyRetiringInternalBlocks(block, retiring, internal, holders, stats, now);
+      return;
+    }
     const targets = this.chooseTargets(missing.length, undefined, [], holders);
     if (targets.length < missing.length) return;
     const live = internal.filter((node): node is DatanodeInfo => node !== null);
-    const worker = live[Math.floor(Math.random() * live.length)]!;
+    const workers = live.some(isInService) ? live.filter(isInService) : live;
+    const worker = workers[Math.floor(Math.random() * workers.length)]!;
     this.datanodes.get(worker.datanodeUuid)!.commands.push({
       action: "reconstruct",
       group: { blockId: block.blockId, generationStamp: block.generationStamp, numBytes: block.numBytes },
@@ -368,6 +547,43 @@ export class BlockManager {
     stats.pendingReplicationBlocks++;
   }
 
+  private copyRetiringInternalBlocks(
+    block: BlockInfo,
+    retiring: number[],
+    internal: (DatanodeInfo | null)[],
+    holders: Set<string>,
+    stats: BlockStats,
+    now: number,
+  ): void {
+    const targets = this.chooseTargets(retiring.length, undefined, [], holders);
+    if (targets.length === 0) return;
+    const layout = groupLayout(block.file.ecPolicy!, block.numBytes);
+    targets.forEach((target, n) => {
+      const index = retiring[n]!;
+      this.datanodes.get(internal[index]!.datanodeUuid)!.commands.push({
+        action: "transfer",
+        block: {
+          blockId: block.blockId + index,
+          generationStamp: block.generationStamp,
+          numBytes: internalBlockLength(layout, index),
+        },
+        targets: [toDatanodeID(target)],
+      });
+    });
+    this.pendingReplication.set(block.blockId, {
+      targets: targets.map((node) => node.datanodeUuid),
+      deadline: now + this.options.pendingReplicationTimeoutMs,
+    });
+    stats.pendingReplicationBlocks++;
+  }
+
+  private addNode(info: DatanodeInfo): DatanodeState {
+    const state: DatanodeState = { info, commands: [], blocks: new Set(), blockReported: false };
+    this.datanodes.set(info.datanodeUuid, state);
+    if (this.isExcluded(info)) this.startDecommission(state, "registered while in the decommission set");
+    return state;
+  }
+
   private addLocation(blockId: number, uuid: string): void {
     const nodes = this.locations.get(blockId) ?? new Set<string>();
     this.locations.set(blockId, nodes);
@@ -375,26 +591,24 @@ export class BlockManager {
   }
 
   private ensureNode(node: DatanodeID): DatanodeState {
-    let state = this.datanodes.get(node.datanodeUuid);
-    if (!state) {
-      state = {
-        info: {
-          ...node,
-          networkLocation: "/default-rack",
-          capacity: 0,
-          dfsUsed: 0,
-          remaining: 0,
-          numBlocks: 0,
-          lastUpdate: 0,
-          adminState: "NORMAL",
-        },
-        commands: [],
-        blocks: new Set(),
-      };
-      this.datanodes.set(node.datanodeUuid, state);
-    }
-    return state;
+    return (
+      this.datanodes.get(node.datanodeUuid) ??
+      this.addNode({
+        ...toDatanodeID(node),
+        networkLocation: this.options.rackOf?.(node) ?? "/default-rack",
+        capacity: 0,
+        dfsUsed: 0,
+        remaining: 0,
+        numBlocks: 0,
+        lastUpdate: 0,
+        adminState: "NORMAL",
+      })
+    );
   }
+}
+
+export function isInService(node: DatanodeInfo): boolean {
+  return node.adminState === "NORMAL";
 }
 
 export function toDatanodeID(node: DatanodeID): DatanodeID {

@@ -31,6 +31,16 @@ export const nameNodeConfigSchema = z.object({
   erasureCoding: z.string().default("[]"),
   /** The BlockPool's `spec.quotas` as JSON (TRIBUTARY_QUOTAS). */
   quotas: z.string().default("[]"),
+  /** HDFS's dfs.permissions.enabled: check owners and modes (default), or only store them. */
+  permissionsEnabled: z.stringbool().default(true),
+  /** Users with every right, comma-separated (HDFS: the name node's user and the superuser group). */
+  superusers: z.string().default("hdfs"),
+  /**
+   * HDFS's net.topology.table.file.name (TRIBUTARY_TOPOLOGY_TABLE): `<host> <rack>` lines giving
+   * data nodes their racks; re-read when it changes. In a pod, the operator's ConfigMap is
+   * mounted at /etc/tributary/topology/topology.table. Unset: data nodes' own --rack.
+   */
+  topologyTable: z.string().min(1).optional(),
   podName: z.string().optional(),
   podNamespace: z.string().optional(),
   blockpool: z.string().optional(),
@@ -63,6 +73,12 @@ export function nameNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
       path: entry.path,
       policy: `${entry.policy}-${Math.round(parseQuantity(entry.cellSize ?? "1Mi") / 1024)}k`,
     })),
+    permissionsEnabled: parsed.permissionsEnabled,
+    superusers: parsed.superusers
+      .split(",")
+      .map((user) => user.trim())
+      .filter((user) => user !== ""),
+    topologyTable: parsed.topologyTable,
     quotas: parseJson("quotas", parsed.quotas, quotaEntry).map((entry) => ({
       path: entry.path,
       bytes: entry.bytes === undefined ? -1 : parseQuantity(entry.bytes),

@@ -11,7 +11,7 @@ import { Counter, Gauge, Registry } from "prom-client";
 import type { Logger } from "../../../log.js";
 import { BYTES_PER_CHECKSUM } from "../crc32c.js";
 import { erasureCodingPolicy } from "../erasure/index.js";
-import { components, parentOf, validatePath } from "../path.js";
+import { components, nameOf, parentOf, validatePath } from "../path.js";
 import {
   type DatanodeID,
   type ExtendedBlock,
@@ -27,9 +27,12 @@ import {
   sendError,
   sendJson,
 } from "../protocol.js";
-import { BlockManager, toDatanodeID } from "./blockManager.js";
+import { BlockManager, isInService, toDatanodeID } from "./blockManager.js";
 import { EditLog, type EditRecord, FencedException, GapError } from "./editLog.js";
+import { parseDecommissionRequest } from "./hosts.js";
 import { type EditOp, ecShape, type INode, type INodeFile, Namespace } from "./namespace.js";
+import { ALL, EXECUTE, PermissionChecker, READ, WRITE } from "./permissions.js";
+import { TopologyTable } from "./topology.js";
 
 export interface NameNodeConfig {
   host: string;
@@ -55,12 +58,29 @@ export interface NameNodeConfig {
   erasureCoding?: { path: string; policy: string }[];
   /** Directory quotas from the BlockPool spec (-1: none); applied on becoming active. */
   quotas?: { path: string; bytes: number; files: number }[];
+  /** HDFS's dfs.permissions.enabled (default true). */
+  permissionsEnabled?: boolean;
+  /** Users who pass every permission check (default: hdfs, the name node's own user). */
+  superusers?: string[];
+  /** HDFS's net.topology.table.file.name: a `<host> <rack>` file overriding the racks data nodes report. */
+  topologyTable?: string | undefined;
 }
+
+/** How often the topology table's file is checked for changes (HDFS reads it once; pods want updates). */
+const TOPOLOGY_TABLE_CHECK_MS = 3_000;
 
 type HaState = "active" | "standby" | "stopped";
 
+/** WebHDFS's user when a request names none (HDFS's hadoop.http.staticuser.user). */
 const DEFAULT_USER = "dr.who";
-const SUPERGROUP = "supergroup";
+/** HDFS's dfs.ls.limit: the most entries one LISTSTATUS_BATCH answer carries. */
+const LISTING_LIMIT = 1000;
+/** DataChecksum.Type.CRC32C's id, as FsServerDefaults carries it. */
+const CHECKSUM_TYPE_CRC32C = 2;
+/** HDFS's default block storage policy (HOT: every replica on DISK). */
+const HOT_STORAGE_POLICY_ID = 7;
+/** Directories the spec declares (coded, quota'd) are shared like /tmp: anyone writes, owners delete. */
+const SHARED_DIRECTORY_MODE = 0o1777;
 
 class NameNodeMetrics {
   readonly registry = new Registry();
@@ -101,7 +121,7 @@ class NameNodeMetrics {
   });
   readonly liveDataNodes = new Gauge({
     name: "tributary_namenode_live_datanodes",
-    help: "Data nodes heard from within the expiry",
+    help: "Data nodes heard from within the expiry, in service or decommissioning",
     registers: [this.registry],
   });
   readonly deadDataNodes = new Gauge({
@@ -111,12 +131,22 @@ class NameNodeMetrics {
   });
   readonly capacity = new Gauge({
     name: "tributary_namenode_capacity_bytes",
-    help: "Capacity of live data nodes",
+    help: "Capacity of in-service data nodes (not decommissioning or decommissioned ones)",
     registers: [this.registry],
   });
   readonly used = new Gauge({
     name: "tributary_namenode_used_bytes",
-    help: "Bytes of replicas on live data nodes",
+    help: "Bytes of replicas on in-service data nodes",
+    registers: [this.registry],
+  });
+  readonly decommissioningDataNodes = new Gauge({
+    name: "tributary_namenode_decommissioning_datanodes",
+    help: "Live data nodes whose blocks are being copied elsewhere before they leave",
+    registers: [this.registry],
+  });
+  readonly decommissionedDataNodes = new Gauge({
+    name: "tributary_namenode_decommissioned_datanodes",
+    help: "Live data nodes whose blocks all have enough replicas elsewhere: safe to remove",
     registers: [this.registry],
   });
   readonly active = new Gauge({
@@ -141,21 +171,32 @@ export class NameNode {
   private lastCheckpointTxid = 0;
   private lastCheckpointAt = Date.now();
   private haBusy = false;
+  private readonly topology: TopologyTable | undefined;
+  private readonly permissions: PermissionChecker;
 
   constructor(
     readonly config: NameNodeConfig,
     private readonly logger: Logger,
   ) {
+    this.permissions = new PermissionChecker(
+      { enabled: config.permissionsEnabled ?? true, superusers: config.superusers ?? ["hdfs"] },
+      (node) => this.namespace.pathOf(node),
+    );
     this.editLog = new EditLog(config.nameDir);
+    this.topology = config.topologyTable ? new TopologyTable(config.topologyTable, logger) : undefined;
     this.blockManager = new BlockManager(this.namespace, {
       heartbeatExpiryMs: config.heartbeatExpiryMs,
       pendingReplicationTimeoutMs: Math.max(10_000, config.heartbeatExpiryMs),
+      rackOf: (node) => this.topology?.rackOf(node),
+      logger,
     });
   }
 
   async start(): Promise<void> {
     await mkdir(this.config.nameDir, { recursive: true });
     await this.loadFromDisk();
+    // Racks before the first heartbeat, so the first placements already spread across them.
+    await this.topology?.refresh();
     this.rpcPort = await this.listen(this.config.rpcPort);
     this.httpPort = await this.listen(this.config.httpPort);
     await this.haTick();
@@ -173,6 +214,10 @@ export class NameNode {
         }
       }, this.config.replicationIntervalMs),
     );
+    if (this.topology) {
+      const topology = this.topology;
+      this.timers.push(setInterval(() => void topology.refresh(), TOPOLOGY_TABLE_CHECK_MS));
+    }
   }
 
   async close(): Promise<void> {
@@ -284,12 +329,12 @@ export class NameNode {
   private async applySpec(): Promise<void> {
     for (const { path, policy } of this.config.erasureCoding ?? []) {
       erasureCodingPolicy(policy);
-      await this.mkdirs(validatePath(path), "hdfs", 0o755);
+      await this.mkdirs(validatePath(path), "hdfs", SHARED_DIRECTORY_MODE);
       if (this.namespace.directory(path).ecPolicy !== policy)
         await this.log({ op: "SET_EC_POLICY", path, ecPolicy: policy });
     }
     for (const { path, bytes, files } of this.config.quotas ?? []) {
-      await this.mkdirs(validatePath(path), "hdfs", 0o755);
+      await this.mkdirs(validatePath(path), "hdfs", SHARED_DIRECTORY_MODE);
       const dir = this.namespace.directory(path);
       if (dir.nsQuota !== files || dir.dsQuota !== bytes)
         await this.log({ op: "SET_QUOTA", path, nsQuota: files, dsQuota: bytes });
@@ -383,7 +428,10 @@ export class NameNode {
     let prefix = "";
     for (const name of names) {
       prefix += `/${name}`;
-      const child: INode | undefined = at.kind === "DIRECTORY" ? at.children.get(name) : undefined;
+      // Below the first missing component everything is missing: `at` stays the deepest existing
+      // directory, and a same-named entry there (mkdirs /a/x/a with /a/a existing) is not on the path.
+      const child: INode | undefined =
+        missing.length === 0 && at.kind === "DIRECTORY" ? at.children.get(name) : undefined;
       if (at.kind !== "DIRECTORY")
         throw new RemoteException(
           "ParentNotDirectoryException",
@@ -395,11 +443,13 @@ export class NameNode {
       }
       if (missing.length === 0) at = child;
     }
+    this.permissions.checkTraverse(owner, at);
     if (missing.length === 0) {
       if (at.kind !== "DIRECTORY")
         throw new RemoteException("FileAlreadyExistsException", `Path is not a directory: ${path}`);
       return true;
     }
+    this.permissions.checkWriteInto(owner, at);
     if (at.kind !== "DIRECTORY")
       throw new RemoteException(
         "ParentNotDirectoryException",
@@ -408,7 +458,8 @@ export class NameNode {
     this.namespace.checkQuota(at, missing.length, 0);
     const mtime = Date.now();
     await Promise.all(
-      missing.map((dir) => this.log({ op: "MKDIR", path: dir, owner, group: SUPERGROUP, permission, mtime })),
+      // HDFS's BSD rule: a new inode takes its parent directory's group.
+      missing.map((dir) => this.log({ op: "MKDIR", path: dir, owner, group: at.group, permission, mtime })),
     );
     return true;
   }
@@ -452,8 +503,11 @@ export class NameNode {
         );
     }
     const owner = body.owner ?? DEFAULT_USER;
+    if (existing && body.overwrite) this.permissions.check(owner, existing, WRITE);
     await this.mkdirs(parentOf(path), owner, 0o755);
-    this.namespace.checkQuota(this.namespace.directory(parentOf(path)), existing ? 0 : 1, 0);
+    const parent = this.namespace.directory(parentOf(path));
+    this.permissions.checkWriteInto(owner, parent);
+    this.namespace.checkQuota(parent, existing ? 0 : 1, 0);
     const ecPolicy = this.ecPolicyFor(parentOf(path));
     if (ecPolicy && blockSize < erasureCodingPolicy(ecPolicy).cellSize) {
       throw illegalArgument(
@@ -464,7 +518,7 @@ export class NameNode {
       op: "ADD",
       path,
       owner,
-      group: SUPERGROUP,
+      group: parent.group,
       permission: parseMode(body.permission, 0o644),
       mtime: Date.now(),
       // Erasure-coded files are not replicated: redundancy comes from parity.
@@ -480,10 +534,12 @@ export class NameNode {
   private async append(body: {
     path: string;
     clientName: string;
+    user?: string;
   }): Promise<{ blockSize: number; replication: number; ecPolicy?: string | undefined }> {
     this.requireActive();
     const path = validatePath(body.path);
     const file = this.namespace.getFile(path);
+    this.checkAccess(body.user ?? DEFAULT_USER, file, WRITE);
     if (file.clientName) {
       throw new RemoteException(
         "AlreadyBeingCreatedException",
@@ -541,14 +597,15 @@ export class NameNode {
     return file.ecPolicy ? k + m : file.replication;
   }
 
-  /** Replicas (or a group's internal blocks, in index order) the write acknowledged. */
-  private acknowledged(file: INodeFile, blockId: number, locations: string[]): void {
+  /** Replicas (or a group's internal blocks, in index order; null where one was lost) the write acknowledged. */
+  private acknowledged(file: INodeFile, blockId: number, locations: (string | null)[]): void {
+    const acked = (uuid: string | null): uuid is string => typeof uuid === "string";
     if (!file.ecPolicy) {
-      this.blockManager.pipelineAcknowledged(blockId, locations);
+      this.blockManager.pipelineAcknowledged(blockId, locations.filter(acked));
       return;
     }
     locations.forEach((uuid, i) => {
-      this.blockManager.pipelineAcknowledged(blockId + i, [uuid]);
+      if (acked(uuid)) this.blockManager.pipelineAcknowledged(blockId + i, [uuid]);
     });
   }
 
@@ -563,12 +620,15 @@ export class NameNode {
   private async addBlock(body: {
     path: string;
     clientName: string;
-    previous?: ExtendedBlock & { locations?: string[] };
+    previous?: ExtendedBlock & { locations?: (string | null)[] };
     favoredNode?: string;
+    /** Nodes that failed in the writer's pipelines (HDFS's excludeNodes): not chosen again. */
+    excludeNodes?: string[];
   }): Promise<LocatedBlock> {
     this.requireActive();
     const path = validatePath(body.path);
     const file = this.checkLease(path, body.clientName);
+    const excluded = new Set(Array.isArray(body.excludeNodes) ? body.excludeNodes.map(String) : []);
     const last = file.blocks.at(-1);
     const startOf = (count: number) =>
       file.blocks.slice(0, count).reduce((sum, block) => sum + block.numBytes, 0);
@@ -576,7 +636,12 @@ export class NameNode {
     if (last && !last.complete && last.blockId !== body.previous?.blockId) {
       const beforeLast = file.blocks.at(-2);
       if ((beforeLast?.blockId ?? undefined) === body.previous?.blockId) {
-        const targets = this.blockManager.chooseTargets(this.targetCount(file), body.favoredNode, []);
+        const targets = this.blockManager.chooseTargets(
+          this.targetCount(file),
+          body.favoredNode,
+          [],
+          excluded,
+        );
         return {
           ...this.locate(file, file.blocks.length - 1, startOf(file.blocks.length - 1)),
           locations: targets.map(toDatanodeID),
@@ -599,7 +664,7 @@ export class NameNode {
       0,
       file.ecPolicy ? file.blockSize * (k + m) : file.blockSize * file.replication,
     );
-    const targets = this.blockManager.chooseTargets(this.targetCount(file), body.favoredNode, []);
+    const targets = this.blockManager.chooseTargets(this.targetCount(file), body.favoredNode, [], excluded);
     if (file.ecPolicy && targets.length < k + m) {
       throw new RemoteException(
         "IOException",
@@ -609,7 +674,7 @@ export class NameNode {
     if (targets.length === 0) {
       throw new RemoteException(
         "IOException",
-        `File ${path} could only be written to 0 of the 1 minReplication nodes. There are ${this.blockManager.liveNodes().length} datanode(s) running and no node is available.`,
+        `File ${path} could only be written to 0 of the 1 minReplication nodes. There are ${this.blockManager.liveNodes().length} datanode(s) running and ${excluded.size} node(s) are excluded in this operation.`,
       );
     }
     if (body.previous?.locations) this.acknowledged(file, body.previous.blockId, body.previous.locations);
@@ -679,10 +744,12 @@ export class NameNode {
     offset?: number;
     length?: number | null;
     clientUuid?: string;
+    user?: string;
   }): LocatedBlocks {
     this.requireActive();
     const path = validatePath(body.path);
     const file = this.namespace.getFile(path);
+    this.checkAccess(body.user ?? DEFAULT_USER, file, READ);
     const blocks: LocatedBlock[] = [];
     let offset = 0;
     file.blocks.forEach((block, index) => {
@@ -693,11 +760,13 @@ export class NameNode {
     return { fileLength: this.namespace.visibleLength(file), underConstruction: !!file.clientName, blocks };
   }
 
-  private async delete(path: string, recursive: boolean): Promise<boolean> {
+  private async delete(path: string, recursive: boolean, user: string): Promise<boolean> {
     this.requireActive();
     if (path === "/") throw new RemoteException("IOException", "Cannot delete the root directory");
     const node = this.namespace.lookup(path);
     if (!node) return false;
+    this.checkRemovable(user, node);
+    if (recursive) this.permissions.checkSubtree(user, node, ALL);
     if (node.kind === "DIRECTORY" && node.children.size > 0 && !recursive) {
       throw new RemoteException(
         "PathIsNotEmptyDirectoryException",
@@ -708,10 +777,11 @@ export class NameNode {
     return true;
   }
 
-  private async rename(src: string, destination: string): Promise<boolean> {
+  private async rename(src: string, destination: string, user: string): Promise<boolean> {
     this.requireActive();
     const node = this.namespace.lookup(src);
     if (!node || src === "/") return false;
+    this.checkRemovable(user, node);
     let dst = destination;
     const target = this.namespace.lookup(dst);
     if (target?.kind === "DIRECTORY") dst = dst === "/" ? `/${node.name}` : `${dst}/${node.name}`;
@@ -721,10 +791,84 @@ export class NameNode {
     if (this.namespace.lookup(dst)) return false;
     const parent = this.namespace.lookup(parentOf(dst));
     if (parent?.kind !== "DIRECTORY") return false;
+    this.permissions.checkWriteInto(user, parent);
     const moved = this.namespace.summarize(node);
     this.namespace.checkQuota(parent, moved.directoryCount + moved.fileCount, moved.spaceConsumed);
     await this.log({ op: "RENAME", src, dst, mtime: Date.now() });
     return true;
+  }
+
+  /** HDFS's rename2: `dst` is the exact new path (never "into" a directory); failures throw. */
+  private async renameWithOptions(src: string, dst: string, user: string, overwrite: boolean): Promise<void> {
+    this.requireActive();
+    if (src === "/") throw new RemoteException("IOException", "Rename source cannot be the root");
+    const node = this.namespace.lookup(src);
+    if (!node) throw new RemoteException("FileNotFoundException", `rename source ${src} is not found.`);
+    if (dst === src)
+      throw new RemoteException(
+        "FileAlreadyExistsException",
+        `The source ${src} and destination ${dst} are the same`,
+      );
+    if (dst.startsWith(`${src}/`))
+      throw new RemoteException(
+        "IOException",
+        `Rename destination ${dst} is a directory or file under source ${src}`,
+      );
+    this.checkRemovable(user, node);
+    const parent = this.namespace.lookup(parentOf(dst));
+    if (!parent)
+      throw new RemoteException(
+        "FileNotFoundException",
+        `rename destination parent ${parentOf(dst)} not found.`,
+      );
+    if (parent.kind !== "DIRECTORY")
+      throw new RemoteException(
+        "ParentNotDirectoryException",
+        `rename destination parent ${parentOf(dst)} is a file.`,
+      );
+    this.permissions.checkWriteInto(user, parent);
+    const target = parent.children.get(nameOf(dst));
+    if (target) {
+      if (!overwrite)
+        throw new RemoteException("FileAlreadyExistsException", `rename destination ${dst} already exists.`);
+      if (target.kind !== node.kind)
+        throw new RemoteException(
+          "IOException",
+          `Source ${src} and destination ${dst} must both be ${node.kind === "DIRECTORY" ? "directories" : "files"}`,
+        );
+      if (target.kind === "DIRECTORY" && target.children.size > 0)
+        throw new RemoteException("IOException", `rename destination directory is not empty: ${dst}`);
+      this.checkRemovable(user, target);
+    }
+    const moved = this.namespace.summarize(node);
+    this.namespace.checkQuota(parent, moved.directoryCount + moved.fileCount, moved.spaceConsumed);
+    const mtime = Date.now();
+    if (target) await this.log({ op: "DELETE", path: dst, mtime });
+    await this.log({ op: "RENAME", src, dst, mtime });
+  }
+
+  /** `access` on the inode itself and EXECUTE on every directory above it. */
+  private checkAccess(user: string, node: INode, access: number): void {
+    this.permissions.checkTraverse(user, node);
+    this.permissions.check(user, node, access);
+  }
+
+  /** Deleting or renaming an entry changes its parent: WRITE there, and the sticky bit's owner rule. */
+  private checkRemovable(user: string, node: INode): void {
+    const parent = node.parent!;
+    this.permissions.checkWriteInto(user, parent);
+    this.permissions.checkStickyBit(user, parent, node);
+  }
+
+  /** The deepest existing directory on the way to `path`: where a create or mkdirs adds entries. */
+  private nearestExisting(path: string): INode {
+    let at: INode = this.namespace.root;
+    for (const name of components(path)) {
+      const child: INode | undefined = at.kind === "DIRECTORY" ? at.children.get(name) : undefined;
+      if (!child) break;
+      at = child;
+    }
+    return at;
   }
 
   fileStatus(node: INode, pathSuffix: string) {
@@ -744,6 +888,38 @@ export class NameNode {
       storagePolicy: 0,
       type: node.kind,
     };
+  }
+
+  /** WebHDFS's BlockLocation objects for the committed blocks of `file` overlapping [start, end). */
+  private blockLocations(file: INodeFile, start: number, end: number) {
+    const [k, m] = ecShape(file.ecPolicy);
+    const locations = [];
+    let offset = 0;
+    for (const block of file.blocks) {
+      const blockStart = offset;
+      offset += block.numBytes;
+      if (!block.complete || offset <= start || blockStart >= end) continue;
+      // A block group's hosts are its internal blocks' holders, in index order.
+      const holders = file.ecPolicy
+        ? Array.from(
+            { length: k + m },
+            (_, i) => this.blockManager.goodReplicas(block.blockId + i)[0],
+          ).filter((node) => node !== undefined)
+        : this.blockManager.goodReplicas(block.blockId);
+      const names = holders.map((node) => `${node.hostName}:${node.xferPort}`);
+      locations.push({
+        offset: blockStart,
+        length: block.numBytes,
+        corrupt: false,
+        hosts: holders.map((node) => node.hostName),
+        names,
+        topologyPaths: holders.map((node, i) => `${node.networkLocation}/${names[i]}`),
+        storageTypes: holders.map(() => "DISK"),
+        storageIds: holders.map((node) => `DS-${node.datanodeUuid}`),
+        cachedHosts: [],
+      });
+    }
+    return locations;
   }
 
   private lookupOrThrow(path: string): INode {
@@ -789,10 +965,17 @@ export class NameNode {
     return out;
   }
 
-  /** The figures BlockPool status shows. */
+  /**
+   * The figures BlockPool status shows. Like HDFS, a decommissioning node is live (it still
+   * serves reads and copies) and a decommissioned one is not counted live, so liveDataNodes +
+   * decommissionedDataNodes + deadDataNodes is every node known. Capacity and used are the
+   * in-service nodes' only: what new data can be written to, shrinking as soon as a
+   * decommission starts rather than when the pod goes.
+   */
   status() {
     const nodes = this.blockManager.report();
-    const live = nodes.filter((node) => node.adminState === "NORMAL");
+    const inService = nodes.filter(isInService);
+    const decommissioning = nodes.filter((node) => node.adminState === "DECOMMISSION_INPROGRESS");
     let files = 0;
     const count = (node: INode) => {
       files++;
@@ -802,10 +985,12 @@ export class NameNode {
     return {
       haState: this.haState,
       txid: this.lastAppliedTxid,
-      liveDataNodes: live.length,
-      deadDataNodes: nodes.length - live.length,
-      capacity: live.reduce((sum, node) => sum + node.capacity, 0),
-      used: live.reduce((sum, node) => sum + node.dfsUsed, 0),
+      liveDataNodes: inService.length + decommissioning.length,
+      deadDataNodes: nodes.filter((node) => node.adminState === "DEAD").length,
+      decommissioningDataNodes: decommissioning.length,
+      decommissionedDataNodes: nodes.filter((node) => node.adminState === "DECOMMISSIONED").length,
+      capacity: inService.reduce((sum, node) => sum + node.capacity, 0),
+      used: inService.reduce((sum, node) => sum + node.dfsUsed, 0),
       files,
       blocks: this.namespace.blocks.size,
       erasureCodingPolicies: this.policiesInForce(),
@@ -837,6 +1022,7 @@ export class NameNode {
     if (pathname === "/readyz")
       return sendJson(res, this.haState === "active" ? 200 : 503, { haState: this.haState });
     if (pathname === "/status") return sendJson(res, 200, this.status());
+    if (pathname === "/admin/decommission" && req.method === "PUT") return this.decommission(req, res);
     if (pathname === "/metrics") {
       const status = this.status();
       this.metrics.files.set(status.files);
@@ -846,6 +1032,8 @@ export class NameNode {
       this.metrics.corruptReplicas.set(status.corruptReplicas);
       this.metrics.liveDataNodes.set(status.liveDataNodes);
       this.metrics.deadDataNodes.set(status.deadDataNodes);
+      this.metrics.decommissioningDataNodes.set(status.decommissioningDataNodes);
+      this.metrics.decommissionedDataNodes.set(status.decommissionedDataNodes);
       this.metrics.capacity.set(status.capacity);
       this.metrics.used.set(status.used);
       this.metrics.active.set(this.haState === "active" ? 1 : 0);
@@ -859,6 +1047,37 @@ export class NameNode {
       "UnsupportedOperationException",
       `${req.method} ${pathname} is not served by the name node`,
     );
+  }
+
+  /**
+   * `PUT /admin/decommission` with `{"hosts": [...]}`: replaces the decommission set (HDFS's
+   * exclude file plus `dfsadmin -refreshNodes`) and answers the nodes it matched with their
+   * admin state. Only the active decides; the operator sets it again after a failover.
+   */
+  private async decommission(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Not a WebHDFS operation: the standby answers 503 as /readyz does (the operator then asks
+    // the other name node), with the StandbyException body every other refusal carries.
+    if (this.haState !== "active")
+      throw new RemoteException(
+        "StandbyException",
+        `Operation category WRITE is not supported in state ${this.haState}`,
+        undefined,
+        503,
+      );
+    const hosts = parseDecommissionRequest(await readBody(req, 1024 * 1024));
+    const matched = this.blockManager.setDecommissionSet(hosts);
+    this.logger.info(
+      { hosts, matched: matched.map((node) => `${node.hostName}:${node.xferPort}`) },
+      "decommission set replaced",
+    );
+    sendJson(res, 200, {
+      datanodes: matched.map(({ hostName, xferPort, datanodeUuid, adminState }) => ({
+        hostName,
+        xferPort,
+        datanodeUuid,
+        adminState,
+      })),
+    });
   }
 
   // biome-ignore lint/suspicious/noExplicitAny: RPC bodies are JSON, checked by each method.
@@ -950,19 +1169,30 @@ export class NameNode {
     switch (op) {
       case "CREATE":
       case "APPEND":
-      case "OPEN": {
+      case "OPEN":
+      case "GETFILECHECKSUM": {
         expect(op === "CREATE" ? "PUT" : op === "APPEND" ? "POST" : "GET");
         return this.redirect(req, res, op, path, params, user);
       }
-      case "GETFILESTATUS":
+      case "GETFILESTATUS": {
         expect("GET");
-        return sendJson(res, 200, { FileStatus: this.fileStatus(this.lookupOrThrow(path), "") });
-      case "LISTSTATUS":
+        const node = this.lookupOrThrow(path);
+        this.permissions.checkTraverse(user, node);
+        return sendJson(res, 200, { FileStatus: this.fileStatus(node, "") });
+      }
+      case "LISTSTATUS": {
         expect("GET");
+        const node = this.lookupOrThrow(path);
+        this.checkAccess(user, node, node.kind === "DIRECTORY" ? READ | EXECUTE : 0);
         return sendJson(res, 200, { FileStatuses: { FileStatus: this.listing(path) } });
-      case "GETCONTENTSUMMARY":
+      }
+      case "GETCONTENTSUMMARY": {
         expect("GET");
+        const node = this.lookupOrThrow(path);
+        this.permissions.checkTraverse(user, node);
+        this.permissions.checkSubtree(user, node, READ | EXECUTE);
         return sendJson(res, 200, { ContentSummary: this.contentSummary(path) });
+      }
       case "GETHOMEDIRECTORY":
         expect("GET");
         return sendJson(res, 200, { Path: `/user/${user}` });
@@ -973,15 +1203,30 @@ export class NameNode {
         });
       case "DELETE":
         expect("DELETE");
-        return sendJson(res, 200, { boolean: await this.delete(path, isTrue(params.get("recursive"))) });
+        return sendJson(res, 200, {
+          boolean: await this.delete(path, isTrue(params.get("recursive")), user),
+        });
       case "RENAME": {
         expect("PUT");
         const destination = params.get("destination");
         if (!destination) throw illegalArgument("Required param destination for op: RENAME is null or empty");
-        return sendJson(res, 200, { boolean: await this.rename(path, validatePath(destination)) });
+        // With renameoptions (FileSystem.rename(src, dst, options), what the trash uses) HDFS's
+        // rename2 answers: an empty 200 or an exception, never {"boolean": false}, which the Java
+        // client would not read and so take for success.
+        const options = (params.get("renameoptions") ?? "").split(",").filter(Boolean);
+        if (options.length === 0)
+          return sendJson(res, 200, { boolean: await this.rename(path, validatePath(destination), user) });
+        for (const option of options) {
+          if (!["NONE", "OVERWRITE", "TO_TRASH"].includes(option))
+            throw illegalArgument(`Invalid value for webhdfs parameter "renameoptions": ${option}`);
+        }
+        await this.renameWithOptions(path, validatePath(destination), user, options.includes("OVERWRITE"));
+        res.writeHead(200, { "content-length": 0 }).end();
+        return;
       }
       case "SETQUOTA":
         expect("PUT");
+        this.permissions.checkSuperuser(user);
         await this.setQuota(path, int("namespacequota", -1), int("storagespacequota", -1));
         res.writeHead(200, { "content-length": 0 }).end();
         return;
@@ -1001,24 +1246,27 @@ export class NameNode {
             400,
           );
         }
-        if (this.lookupOrThrow(path).kind !== "DIRECTORY")
+        const directory = this.lookupOrThrow(path);
+        if (directory.kind !== "DIRECTORY")
           throw new RemoteException(
             "IOException",
             `Attempt to set an erasure coding policy for a file ${path}`,
           );
+        this.checkAccess(user, directory, WRITE);
         await this.log({ op: "SET_EC_POLICY", path, ecPolicy: policy });
         res.writeHead(200, { "content-length": 0 }).end();
         return;
       }
       case "UNSETECPOLICY":
         expect("PUT");
-        this.lookupOrThrow(path);
+        this.checkAccess(user, this.lookupOrThrow(path), WRITE);
         await this.log({ op: "SET_EC_POLICY", path, ecPolicy: null });
         res.writeHead(200, { "content-length": 0 }).end();
         return;
       case "GETECPOLICY": {
         expect("GET");
         const node = this.lookupOrThrow(path);
+        this.permissions.checkTraverse(user, node);
         const name = node.kind === "FILE" ? node.ecPolicy : this.ecPolicyFor(path);
         if (!name) return sendJson(res, 200, null);
         const policy = erasureCodingPolicy(name);
@@ -1035,15 +1283,18 @@ export class NameNode {
         this.requireActive();
         const node = this.namespace.lookup(path);
         if (node?.kind !== "FILE") return sendJson(res, 200, { boolean: false });
+        this.checkAccess(user, node, WRITE);
         const replication = int("replication", this.config.replication);
         if (replication < 1 || replication > 512)
           throw illegalArgument(`Requested replication factor of ${replication} is out of range [1, 512]`);
         await this.log({ op: "SET_REPLICATION", path, replication });
         return sendJson(res, 200, { boolean: true });
       }
-      case "SETPERMISSION":
+      case "SETPERMISSION": {
         expect("PUT");
-        this.lookupOrThrow(path);
+        const node = this.lookupOrThrow(path);
+        this.permissions.checkTraverse(user, node);
+        this.permissions.checkOwner(user, node);
         await this.log({
           op: "SET_PERMISSION",
           path,
@@ -1051,17 +1302,130 @@ export class NameNode {
         });
         res.writeHead(200, { "content-length": 0 }).end();
         return;
-      case "SETOWNER":
+      }
+      case "SETOWNER": {
         expect("PUT");
-        this.lookupOrThrow(path);
-        await this.log({
-          op: "SET_OWNER",
-          path,
-          owner: params.get("owner") ?? undefined,
-          group: params.get("group") ?? undefined,
-        });
+        const node = this.lookupOrThrow(path);
+        const owner = params.get("owner") || undefined;
+        const group = params.get("group") || undefined;
+        if (!owner && !group) throw illegalArgument("Both owner and group are empty");
+        this.permissions.checkTraverse(user, node);
+        this.permissions.checkSetOwner(user, node, owner, group);
+        await this.log({ op: "SET_OWNER", path, owner, group });
         res.writeHead(200, { "content-length": 0 }).end();
         return;
+      }
+      case "LISTSTATUS_BATCH": {
+        expect("GET");
+        const node = this.lookupOrThrow(path);
+        this.checkAccess(user, node, node.kind === "DIRECTORY" ? READ | EXECUTE : 0);
+        // The Java client's listStatusIterator (what `hadoop fs -ls` uses) pages with startAfter.
+        const startAfter = params.get("startAfter") ?? "";
+        const remaining = this.listing(path).filter(
+          (status) => !startAfter || status.pathSuffix > startAfter,
+        );
+        const page = remaining.slice(0, LISTING_LIMIT);
+        return sendJson(res, 200, {
+          DirectoryListing: {
+            partialListing: { FileStatuses: { FileStatus: page } },
+            remainingEntries: remaining.length - page.length,
+          },
+        });
+      }
+      case "GETFILEBLOCKLOCATIONS": {
+        // `hadoop fs -setrep -w` polls this until every block has as many hosts as asked.
+        expect("GET");
+        const file = this.lookupOrThrow(path);
+        if (file.kind !== "FILE")
+          throw new RemoteException("FileNotFoundException", `Path is not a file: ${path}`);
+        this.checkAccess(user, file, READ);
+        const offset = int("offset", 0);
+        // FileSystem callers often pass Long.MAX_VALUE ("to the end"): past 2^53, but only compared.
+        const length = Number(params.get("length") || Number.POSITIVE_INFINITY);
+        if (!(length >= 0))
+          throw illegalArgument(`Invalid value for webhdfs parameter "length": ${params.get("length")}`);
+        return sendJson(res, 200, {
+          BlockLocations: { BlockLocation: this.blockLocations(file, offset, offset + length) },
+        });
+      }
+      case "GETFILELINKSTATUS": {
+        // No symbolic links here: a path's link status is its status.
+        expect("GET");
+        const node = this.lookupOrThrow(path);
+        this.permissions.checkTraverse(user, node);
+        return sendJson(res, 200, { FileStatus: this.fileStatus(node, "") });
+      }
+      case "GETQUOTAUSAGE": {
+        expect("GET");
+        const node = this.lookupOrThrow(path);
+        this.permissions.checkTraverse(user, node);
+        const summary = this.contentSummary(path);
+        return sendJson(res, 200, {
+          QuotaUsage: {
+            fileAndDirectoryCount: summary.fileCount + summary.directoryCount,
+            quota: summary.quota,
+            spaceConsumed: summary.spaceConsumed,
+            spaceQuota: summary.spaceQuota,
+          },
+        });
+      }
+      case "GETSERVERDEFAULTS":
+        expect("GET");
+        // The Java client asks before `-rm` (trashInterval 0: delete, do not move to .Trash) and
+        // for the key provider; the checksum fields describe what the data nodes write.
+        return sendJson(res, 200, {
+          FsServerDefaults: {
+            blockSize: this.config.blockSize,
+            bytesPerChecksum: BYTES_PER_CHECKSUM,
+            writePacketSize: 64 * 1024,
+            replication: this.config.replication,
+            fileBufferSize: 4096,
+            encryptDataTransfer: false,
+            trashInterval: 0,
+            checksumType: CHECKSUM_TYPE_CRC32C,
+            keyProviderUri: "",
+            defaultStoragePolicyId: HOT_STORAGE_POLICY_ID,
+          },
+        });
+      case "GETTRASHROOT":
+        expect("GET");
+        return sendJson(res, 200, { Path: `/user/${user}/.Trash` });
+      case "GETSTATUS": {
+        expect("GET");
+        const { capacity, used } = this.status();
+        return sendJson(res, 200, { FsStatus: { capacity, used, remaining: Math.max(0, capacity - used) } });
+      }
+      case "CHECKACCESS": {
+        expect("GET");
+        const action = params.get("fsaction") ?? "";
+        if (!/^[r-][w-][x-]$/.test(action))
+          throw illegalArgument(`Invalid value for webhdfs parameter "fsaction": ${action || "(empty)"}`);
+        const access =
+          (action[0] === "r" ? READ : 0) |
+          (action[1] === "w" ? WRITE : 0) |
+          (action[2] === "x" ? EXECUTE : 0);
+        this.checkAccess(user, this.lookupOrThrow(path), access);
+        res.writeHead(200, { "content-length": 0 }).end();
+        return;
+      }
+      case "SETTIMES": {
+        expect("PUT");
+        const node = this.lookupOrThrow(path);
+        // HDFS: WRITE on the inode; -1 (or absent) leaves that time as it is.
+        this.checkAccess(user, node, WRITE);
+        const mtime = int("modificationtime", -1);
+        const atime = int("accesstime", -1);
+        if (mtime >= 0 || atime >= 0) {
+          await this.log({
+            op: "SET_TIMES",
+            path,
+            mtime: mtime >= 0 ? mtime : undefined,
+            atime: atime >= 0 ? atime : undefined,
+          });
+        }
+        res.writeHead(200, { "content-length": 0 }).end();
+        return;
+      }
       default:
         throw illegalArgument(
           `Invalid value for webhdfs parameter "op": No enum constant ${op || "(empty)"}`,
@@ -1083,7 +1447,8 @@ export class NameNode {
   ): Promise<void> {
     const node = this.namespace.lookup(path);
     let target: DatanodeID | undefined;
-    if (op === "OPEN" || op === "APPEND") {
+    const reads = op === "OPEN" || op === "GETFILECHECKSUM";
+    if (reads || op === "APPEND") {
       if (!node) throw fileNotFound(path);
       if (node.kind !== "FILE")
         throw new RemoteException("FileNotFoundException", `Path is not a file: ${path}`);
@@ -1097,21 +1462,36 @@ export class NameNode {
           `${path} for client ${req.socket.remoteAddress} already exists`,
         );
     }
-    if (op === "OPEN" && node?.kind === "FILE") {
-      const offset = Number(params.get("offset") ?? 0);
+    // Refused here rather than by the data node after the client has sent the body.
+    if (reads && node) this.checkAccess(user, node, READ);
+    if (op === "APPEND" && node) this.checkAccess(user, node, WRITE);
+    if (op === "CREATE") {
+      const ancestor = this.nearestExisting(path);
+      if (ancestor === node && node && isTrue(params.get("overwrite"))) {
+        this.checkAccess(user, node, WRITE);
+        this.permissions.checkWriteInto(user, node.parent!);
+      } else if (ancestor !== node) {
+        this.permissions.checkWriteInto(user, ancestor);
+      }
+    }
+    if (reads && node?.kind === "FILE") {
+      const offset = op === "OPEN" ? Number(params.get("offset") ?? 0) : 0;
       let start = 0;
       for (const block of node.blocks) {
         if (block.complete && offset < start + block.numBytes) {
           const replicas = this.blockManager.goodReplicas(block.blockId);
-          target = replicas[Math.floor(Math.random() * replicas.length)];
+          // Decommissioning holders serve a read only when no in-service one is left.
+          const readable = replicas.some(isInService) ? replicas.filter(isInService) : replicas;
+          target = readable[Math.floor(Math.random() * readable.length)];
           break;
         }
         start += block.numBytes;
       }
     }
     if (!target) {
-      const live = this.blockManager.liveNodes();
-      target = live[Math.floor(Math.random() * live.length)];
+      // The node a CREATE or APPEND lands on becomes the first replica: never a decommissioning one.
+      const inService = this.blockManager.inServiceNodes();
+      target = inService[Math.floor(Math.random() * inService.length)];
     }
     if (!target)
       throw new RemoteException("IOException", "Failed to find datanode, suggest to check cluster health.");

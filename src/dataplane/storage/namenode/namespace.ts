@@ -87,7 +87,9 @@ export type EditOp =
   | { op: "SET_REPLICATION"; path: string; replication: number }
   | { op: "SET_EC_POLICY"; path: string; ecPolicy: string | null }
   | { op: "SET_PERMISSION"; path: string; permission: number }
-  | { op: "SET_OWNER"; path: string; owner?: string | undefined; group?: string | undefined };
+  | { op: "SET_OWNER"; path: string; owner?: string | undefined; group?: string | undefined }
+  /** HDFS's setTimes: an absent time is left as it is (WebHDFS sends -1 for "unchanged"). */
+  | { op: "SET_TIMES"; path: string; mtime?: number | undefined; atime?: number | undefined };
 
 export interface ContentSummary {
   directoryCount: number;
@@ -109,7 +111,9 @@ export class Namespace {
   onBlocksRemoved: (blocks: BlockInfo[]) => void = () => undefined;
 
   constructor() {
-    this.root = this.newDirectory("", undefined, "hdfs", "supergroup", 0o755, 0);
+    // Like /tmp (HDFS formats it 755, for an admin to open up): a pool declared in Kubernetes has no
+    // admin shell, so anyone may create top-level directories and only their owners remove them.
+    this.root = this.newDirectory("", undefined, "hdfs", "supergroup", 0o1777, 0);
   }
 
   private newDirectory(
@@ -356,6 +360,13 @@ export class Namespace {
         if (!node) return;
         if (edit.owner) node.owner = edit.owner;
         if (edit.group) node.group = edit.group;
+        return;
+      }
+      case "SET_TIMES": {
+        const node = this.lookup(edit.path);
+        if (!node) return;
+        if (edit.mtime !== undefined) node.mtime = edit.mtime;
+        if (edit.atime !== undefined) node.atime = edit.atime;
         return;
       }
     }
