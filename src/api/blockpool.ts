@@ -21,8 +21,8 @@ export type ErasureCodingPolicyName = (typeof erasureCodingPolicies)[number];
 export const blockPoolSpecSchema = z
   .object({
     nameNodes: z
-      .object(
-        statefulRoleFields({
+      .object({
+        ...statefulRoleFields({
           what: "name node",
           replicas: {
             default: 2,
@@ -30,9 +30,27 @@ export const blockPoolSpecSchema = z
             max: 2,
             note: "2 runs an active and a standby that takes over when the active fails (default); 1 has no failover and suits development only.",
           },
-          storage: { defaultSize: "5Gi", note: "Holds the namespace image and the edit log." },
+          storage: {
+            defaultSize: "5Gi",
+            note: "Holds the namespace image and the edit log of a single name node; with two, they live on sharedEdits.",
+          },
         }),
-      )
+        sharedEdits: z
+          .object({
+            size: quantitySchema.default("5Gi").describe("Capacity of the claim; default 5Gi."),
+            storageClassName: z
+              .string()
+              .max(253)
+              .optional()
+              .describe(
+                "A StorageClass that provisions ReadWriteMany volumes (NFS, CephFS, EFS, Azure Files, Filestore); the cluster's default class when omitted.",
+              ),
+          })
+          .prefault({})
+          .describe(
+            "With two name nodes: the one ReadWriteMany claim both mount, holding the edit log, the checkpoints and the fencing epoch (HDFS's shared edits directory).",
+          ),
+      })
       .prefault({})
       .describe("The name nodes: keep the file tree and block map and choose where blocks go."),
     dataNodes: z
@@ -126,6 +144,33 @@ export const blockPoolSpecSchema = z
       })
       .optional()
       .describe("Place replicas across failure domains; all data nodes are one rack when omitted."),
+    permissions: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            "Check owners and modes on every operation, as HDFS's dfs.permissions.enabled (default). Off, modes are stored but anyone may do anything.",
+          ),
+        superusers: z
+          .array(
+            z
+              .string()
+              .min(1)
+              .max(256)
+              .regex(/^[^\s,]+$/),
+          )
+          .min(1)
+          .max(64)
+          .default(["hdfs"])
+          .describe(
+            "Users who pass every check (HDFS's superuser); default hdfs. Identity is the caller's user.name, as in HDFS's simple authentication.",
+          ),
+      })
+      .prefault({})
+      .describe(
+        "Owner and mode checks. The root directory starts world-writable and sticky (like /tmp): anyone creates top-level directories, only their owners remove them.",
+      ),
     webHdfs: z
       .object({
         port: z
@@ -151,13 +196,34 @@ export const blockPoolStatusSchema = z
     ...commonStatusFields,
     activeNameNode: z.string().optional().describe("Pod name of the active name node."),
     standbyNameNode: z.string().optional().describe("Pod name of the standby name node."),
-    liveDataNodes: z.number().int().min(0).optional().describe("Data nodes that sent a heartbeat recently."),
+    liveDataNodes: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe(
+        "Data nodes in service that sent a heartbeat recently, as the active name node counts them; ready data-node pods while no name node can be reached.",
+      ),
     deadDataNodes: z
       .number()
       .int()
       .min(0)
       .optional()
       .describe("Known data nodes that stopped sending heartbeats."),
+    decommissioningDataNodes: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe(
+        "Data nodes the active name node is decommissioning: copying their blocks to other nodes before they leave.",
+      ),
+    retiringDataNodes: z
+      .array(z.string())
+      .optional()
+      .describe(
+        "Data-node pods a scale-down will remove, decommissioned first; the data-node StatefulSet keeps its replicas until all are DECOMMISSIONED. Absent when no scale-down waits.",
+      ),
     capacityBytes: z.number().int().min(0).optional().describe("Raw capacity of the live data nodes."),
     usedBytes: z
       .number()
@@ -182,7 +248,9 @@ export const blockPoolStatusSchema = z
     erasureCodingPolicies: z
       .array(z.string())
       .optional()
-      .describe("Erasure-coding policies enabled in the pool."),
+      .describe(
+        "Erasure-coding policies in force on the pool's directories, as the active name node names them (RS-6-3-1024k); spec.erasureCoding's policies while no name node can be reached.",
+      ),
     webHdfsEndpoint: z.string().optional().describe("In-cluster URL of the WebHDFS API."),
   })
   .describe("Observed state of the block pool.");

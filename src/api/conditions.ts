@@ -65,11 +65,16 @@ export const Reason = {
   SourceUnreachable: "SourceUnreachable",
   SourcesLive: "SourcesLive",
   // BlockPool
+  Serving: "Serving",
   NoActiveNameNode: "NoActiveNameNode",
   Failover: "Failover",
   UnderReplicated: "UnderReplicated",
   MissingBlocks: "MissingBlocks",
   InsufficientDataNodes: "InsufficientDataNodes",
+  Decommissioning: "Decommissioning",
+  Decommissioned: "Decommissioned",
+  DecommissionCanceled: "DecommissionCanceled",
+  NameNodeUnreachable: "NameNodeUnreachable",
   // YarnQueue
   ParentNotFound: "ParentNotFound",
   CapacityExceeded: "CapacityExceeded",

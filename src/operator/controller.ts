@@ -60,10 +60,37 @@ export interface Context<T extends KubeObject> {
   writeStatus(resource: T, status: Record<string, unknown>): Promise<void>;
   /** A child as last seen by the owned-kind informer (no API call). */
   cachedChild(type: ResourceType, namespace: string, name: string): KubeObject | undefined;
+  /**
+   * Objects of an owned or watched kind as last seen by its informers (no API call), in one
+   * namespace when given (cluster-scoped kinds: leave it out) and carrying every given label.
+   */
+  cachedObjects(
+    type: ResourceType,
+    filter?: { namespace?: string; labels?: Record<string, string> },
+  ): KubeObject[];
   /** Resources of the same kind in a namespace, from the cache (siblings of a queue tree, say). */
   cachedPeers(namespace: string): T[];
   event(resource: T, type: "Normal" | "Warning", reason: string, note: string): Promise<void>;
   now(): Date;
+}
+
+/**
+ * A kind the controller reads but does not own: pods made by a child StatefulSet (owned by it,
+ * not by the resource), cluster-scoped nodes. Its informer fills a cache (`cachedObjects`) and
+ * `map` says which resources a change concerns.
+ */
+export interface WatchDefinition<T extends KubeObject> {
+  type: ResourceType;
+  /** Narrows list and watch, and so the cache (e.g. to the pods of the operator's children). */
+  labelSelector?: string;
+  /** Keys (`namespace/name`) of the resources to reconcile; `resources` are the cached ones of this kind. */
+  map(object: KubeObject, resources: () => T[]): string[];
+  /**
+   * The part of the object the reconcile reads. An update that leaves it unchanged wakes nothing:
+   * pods' status churn and nodes' heartbeats would otherwise reconcile in a loop. Additions and
+   * deletions always wake. Every update wakes when absent.
+   */
+  fingerprint?(object: KubeObject): unknown;
 }
 
 export interface ControllerDefinition<T extends KubeObject> {
@@ -71,6 +98,8 @@ export interface ControllerDefinition<T extends KubeObject> {
   type: ResourceType;
   /** Child kinds it creates; their changes wake the owner through the controller owner reference. */
   owns?: ResourceType[];
+  /** Kinds it reads without owning them; their changes wake the resources `map` names. */
+  watches?: WatchDefinition<T>[];
   /** Brings the world in line with the resource. Throw to retry with backoff; TerminalError to stop. */
   reconcile(resource: T, context: Context<T>): Promise<Action | undefined>;
   /** Releases state outside Kubernetes before the resource goes; children go by garbage collection. */
@@ -109,6 +138,7 @@ export class Controller<T extends KubeObject = KubeObject> {
   readonly queue: WorkQueue;
   private readonly primary: Informer<T>[] = [];
   private readonly children = new Map<string, Informer[]>();
+  private readonly watched = new Map<string, Informer[]>();
   private readonly log: Logger;
   private leading = false;
 
@@ -145,7 +175,43 @@ export class Controller<T extends KubeObject = KubeObject> {
         list.push(childInformer);
         this.children.set(owned.kind, list);
       }
+      for (const watch of definition.watches ?? []) {
+        // A cluster-scoped kind has one informer, however many namespaces are watched.
+        const clusterScoped = watch.type.namespaced === false;
+        if (clusterScoped && namespace !== scopes[0]) continue;
+        this.watch(watch, clusterScoped ? undefined : namespace);
+      }
     }
+  }
+
+  private watch(watch: WatchDefinition<T>, namespace: string | undefined): void {
+    const informer = new Informer(this.runtime.client, watch.type, {
+      namespace,
+      labelSelector: watch.labelSelector,
+      log: this.log,
+    });
+    const seen = new Map<string, string>();
+    informer.on((event, object) => {
+      const key = objectKey(object);
+      if (watch.fingerprint) {
+        if (event === "deleted") {
+          seen.delete(key);
+        } else {
+          const fingerprint = JSON.stringify(watch.fingerprint(object) ?? null);
+          const unchanged = seen.get(key) === fingerprint;
+          seen.set(key, fingerprint);
+          if (unchanged && event !== "added") return;
+        }
+      }
+      for (const resourceKey of watch.map(object, () => this.all())) this.queue.add(resourceKey);
+    });
+    const list = this.watched.get(watch.type.kind) ?? [];
+    list.push(informer);
+    this.watched.set(watch.type.kind, list);
+  }
+
+  private all(): T[] {
+    return this.primary.flatMap((informer) => informer.list());
   }
 
   get kind(): string {
@@ -153,7 +219,11 @@ export class Controller<T extends KubeObject = KubeObject> {
   }
 
   private get informers(): Informer[] {
-    return [...(this.primary as unknown as Informer[]), ...[...this.children.values()].flat()];
+    return [
+      ...(this.primary as unknown as Informer[]),
+      ...[...this.children.values()].flat(),
+      ...[...this.watched.values()].flat(),
+    ];
   }
 
   /** Starts watching (the cache fills whether or not this process leads). */
@@ -346,6 +416,18 @@ export class Controller<T extends KubeObject = KubeObject> {
           if (found) return found;
         }
         return undefined;
+      },
+      cachedObjects: (type, filter = {}) => {
+        const informers = [...(this.children.get(type.kind) ?? []), ...(this.watched.get(type.kind) ?? [])];
+        // A kind both owned and watched is in two caches: one copy of each object.
+        const found = new Map<string, KubeObject>();
+        for (const object of informers.flatMap((informer) => informer.list())) {
+          if (filter.namespace !== undefined && object.metadata.namespace !== filter.namespace) continue;
+          const labels = object.metadata.labels ?? {};
+          if (Object.entries(filter.labels ?? {}).some(([label, value]) => labels[label] !== value)) continue;
+          found.set(objectKey(object), object);
+        }
+        return [...found.values()];
       },
       cachedPeers: (namespace) => this.peers(namespace),
       event: (resource, type, reason, note) =>

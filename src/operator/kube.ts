@@ -318,6 +318,7 @@ export class KubeClient {
 /** Built-in types the controllers create or read. */
 export const builtin = {
   namespace: { group: "", version: "v1", kind: "Namespace", plural: "namespaces", namespaced: false },
+  node: { group: "", version: "v1", kind: "Node", plural: "nodes", namespaced: false },
   pod: { group: "", version: "v1", kind: "Pod", plural: "pods" },
   service: { group: "", version: "v1", kind: "Service", plural: "services" },
   configMap: { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps" },

@@ -5,8 +5,10 @@ import {
   desiredChildren,
   nameNodeStatefulSet,
 } from "../../src/controllers/blockpool/build.js";
-import { blockPoolHealth, roleState } from "../../src/controllers/blockpool/status.js";
+import { roleState, statefulSetHealth } from "../../src/controllers/blockpool/status.js";
 import { validateBlockPool } from "../../src/controllers/blockpool/validate.js";
+import { dataNodeConfig } from "../../src/dataplane/storage/datanode/main.js";
+import { nameNodeConfig } from "../../src/dataplane/storage/namenode/main.js";
 import type { KubeObject } from "../../src/operator/kube.js";
 
 const resource: KubeObject = {
@@ -48,6 +50,19 @@ describe("BlockPool build", () => {
     expect(retained?.metadata.ownerReferences).toBeUndefined();
     expect(claimOf({ deletionPolicy: "Delete" })?.metadata.ownerReferences).toHaveLength(1);
     expect(claimOf({ nameNodes: { replicas: 1 }, dataNodes: { replicas: 3 } })).toBeUndefined();
+    // Its class is its own: the per-pod claims' class rarely offers ReadWriteMany.
+    expect(
+      claimOf({
+        nameNodes: {
+          storage: { size: "10Gi", storageClassName: "fast-ssd" },
+          sharedEdits: { storageClassName: "nfs" },
+        },
+      })?.spec,
+    ).toEqual({
+      accessModes: ["ReadWriteMany"],
+      resources: { requests: { storage: "5Gi" } },
+      storageClassName: "nfs",
+    });
 
     const pod = (
       nameNodeStatefulSet(build()) as unknown as Workload & {
@@ -167,6 +182,24 @@ describe("BlockPool build", () => {
     expect(workload.spec.template.spec.tolerations).toEqual([{ key: "storage", operator: "Exists" }]);
   });
 
+  it("sets variables the name and data nodes' configs read: permissions, block size in bytes", () => {
+    const input = build({ permissions: { enabled: false, superusers: ["hdfs", "etl"] } });
+    const envOf = (workload: Workload) =>
+      Object.fromEntries(
+        (workload.spec.template.spec.containers[0]!.env as Array<{ name: string; value?: string }>)
+          .filter((variable) => variable.value !== undefined)
+          .map((variable) => [variable.name, variable.value]),
+      );
+    const config = nameNodeConfig([], envOf(nameNodeStatefulSet(input) as unknown as Workload));
+    expect(
+      dataNodeConfig([], envOf(dataNodeStatefulSet(input) as unknown as Workload)).nameNodes,
+    ).toHaveLength(2);
+    expect(config.permissionsEnabled).toBe(false);
+    expect(config.superusers).toEqual(["hdfs", "etl"]);
+    expect(config.blockSize).toBe(128 * 1024 * 1024);
+    expect(nameNodeConfig([], {}).permissionsEnabled).toBe(true);
+  });
+
   it("is pure: the same input builds the same objects", () => {
     const input = build({ erasureCoding: [{ path: "/cold", policy: "RS-3-2" }], dataNodes: { replicas: 5 } });
     expect(desiredChildren(input)).toEqual(desiredChildren(input));
@@ -208,7 +241,7 @@ describe("BlockPool status", () => {
   });
 
   it("is Progressing until every role's pods are ready on the current generation, then Ready", () => {
-    const waiting = blockPoolHealth(
+    const waiting = statefulSetHealth(
       [
         roleState(
           "name nodes",
@@ -228,7 +261,7 @@ describe("BlockPool status", () => {
       statefulSet(2, { observedGeneration: 1, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }),
     );
     expect(stale.settled).toBe(false);
-    const ready = blockPoolHealth(
+    const ready = statefulSetHealth(
       [
         roleState(
           "name nodes",
@@ -245,5 +278,78 @@ describe("BlockPool status", () => {
     );
     expect(ready.ready).toMatchObject({ status: "True", reason: "ChildrenReady" });
     expect(ready.progressing.status).toBe("False");
+  });
+});
+
+describe("BlockPool rack awareness and held scale-downs", () => {
+  type PodSpec = {
+    volumes?: { name: string; configMap?: { name: string } }[];
+    containers: {
+      env: { name: string; value?: string }[];
+      volumeMounts: { name: string; mountPath: string }[];
+    }[];
+  };
+  const podSpec = (statefulSet: KubeObject) =>
+    (statefulSet.spec as { template: { spec: PodSpec } }).template.spec;
+
+  it("with rackAwareness: a <pool>-topology ConfigMap, mounted into the name nodes with its path in the environment", () => {
+    const input = {
+      ...build({ rackAwareness: {} }),
+      topologyTable: "lake-datanode-0 /eu-west-1a\n",
+    };
+    const children = desiredChildren(input);
+    const configMap = children.find((child) => child.kind === "ConfigMap")!;
+    expect(configMap.metadata).toMatchObject({ name: "lake-topology", namespace: "data" });
+    expect(configMap.metadata.ownerReferences?.[0]).toMatchObject({ kind: "BlockPool", uid: "1234-uid" });
+    expect(configMap.data).toEqual({ "topology.table": "lake-datanode-0 /eu-west-1a\n" });
+    // Applied before the StatefulSet whose pods mount it.
+    expect(children.indexOf(configMap)).toBeLessThan(
+      children.findIndex((child) => child.metadata.name === "lake-namenode" && child.kind === "StatefulSet"),
+    );
+
+    const nameNode = podSpec(nameNodeStatefulSet(input));
+    expect(nameNode.volumes).toContainEqual({ name: "topology", configMap: { name: "lake-topology" } });
+    expect(nameNode.containers[0]!.volumeMounts).toContainEqual({
+      name: "topology",
+      mountPath: "/etc/tributary/topology",
+      readOnly: true,
+    });
+    expect(nameNode.containers[0]!.env).toContainEqual({
+      name: "TRIBUTARY_TOPOLOGY_TABLE",
+      value: "/etc/tributary/topology/topology.table",
+    });
+    // The data nodes learn their rack from the name node, not from a variable of their own.
+    const dataNode = podSpec(dataNodeStatefulSet(input));
+    for (const spec of [nameNode, dataNode]) {
+      expect(spec.containers[0]!.env.map((variable) => variable.name)).not.toContain(
+        "TRIBUTARY_RACK_TOPOLOGY_KEY",
+      );
+    }
+    expect(dataNode.containers[0]!.env.map((variable) => variable.name)).not.toContain(
+      "TRIBUTARY_TOPOLOGY_TABLE",
+    );
+  });
+
+  it("without rackAwareness: no ConfigMap, nothing mounted", () => {
+    const input = build({});
+    expect(desiredChildren(input).some((child) => child.kind === "ConfigMap")).toBe(false);
+    const nameNode = podSpec(nameNodeStatefulSet(input));
+    expect((nameNode.volumes ?? []).map((volume) => volume.name)).not.toContain("topology");
+  });
+
+  it("holds the data nodes at the replicas it is given while they decommission; stopped is still 0", () => {
+    const replicas = (statefulSet: KubeObject) => (statefulSet.spec as { replicas: number }).replicas;
+    expect(
+      replicas(dataNodeStatefulSet({ ...build({ dataNodes: { replicas: 3 } }), dataNodeReplicas: 4 })),
+    ).toBe(4);
+    expect(replicas(dataNodeStatefulSet(build({ dataNodes: { replicas: 3 } })))).toBe(3);
+    expect(
+      replicas(
+        dataNodeStatefulSet({
+          ...build({ dataNodes: { replicas: 3 }, clusterOperation: { stopped: true } }),
+          dataNodeReplicas: 4,
+        }),
+      ),
+    ).toBe(0);
   });
 });

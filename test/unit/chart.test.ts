@@ -277,6 +277,8 @@ describe("RBAC", () => {
         .flatMap((rule) => rule.verbs);
     expect(verbsOn("", "pods").sort()).toEqual(["get", "list", "watch"]);
     expect(verbsOn("", "secrets").sort()).toEqual(["get", "list", "watch"]);
+    // BlockPool rack awareness reads each node's zone label.
+    expect(verbsOn("", "nodes").sort()).toEqual(["get", "list", "watch"]);
     expect(verbsOn("tributary.dev", "blockpools/status").sort()).toEqual(["get", "patch"]);
     expect(verbsOn("events.k8s.io", "events").sort()).toEqual(["create", "patch"]);
     expect(verbsOn("coordination.k8s.io", "leases")).toEqual([]);
@@ -298,10 +300,16 @@ describe("RBAC", () => {
     ]);
   });
 
-  it("watching chosen namespaces: a Role and RoleBinding in each, nothing cluster-wide", () => {
+  it("watching chosen namespaces: a Role and RoleBinding in each; cluster-wide, reading nodes only", () => {
     const objects = render(["watchNamespaces={team-a,team-b}"]);
-    expect(find(objects, "ClusterRole")).toHaveLength(0);
-    expect(find(objects, "ClusterRoleBinding")).toHaveLength(0);
+    const nodeReaders = find(objects, "ClusterRole");
+    expect(nodeReaders.map((role) => role.metadata.name)).toEqual(["tributary-nodes"]);
+    expect(rulesOf(nodeReaders[0]!)).toEqual([
+      { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
+    ]);
+    expect(find(objects, "ClusterRoleBinding").map((binding) => binding.metadata.name)).toEqual([
+      "tributary-nodes",
+    ]);
     const where = (kind: string) =>
       find(objects, kind)
         .map((object) => `${object.metadata.namespace}/${object.metadata.name}`)
@@ -312,7 +320,9 @@ describe("RBAC", () => {
       "tributary-system/tributary-leader-election",
     ]);
     expect(where("RoleBinding")).toEqual(where("Role"));
-    const clusterRules = rulesOf(find(render(), "ClusterRole")[0]!);
+    const clusterRules = rulesOf(find(render(), "ClusterRole")[0]!).filter(
+      (rule) => !rule.resources.includes("nodes"),
+    );
     for (const role of find(objects, "Role").filter((role) => role.metadata.name === "tributary")) {
       expect(rulesOf(role)).toEqual(clusterRules);
     }

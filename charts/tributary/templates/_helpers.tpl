@@ -120,7 +120,7 @@ Nothing is deleted by the operator: children go with their owner by garbage coll
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Read only: pods are made by the StatefulSet and Deployment controllers; the operator reads
-# them to report what runs.
+# them to report what runs and, for rack awareness, where each data node is scheduled.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
@@ -137,4 +137,14 @@ Nothing is deleted by the operator: children go with their owner by garbage coll
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Cluster-scoped reads, granted by a ClusterRole whatever namespaces are watched: a BlockPool with
+rackAwareness puts each data node in the zone (a label) of the node its pod runs on.
+*/}}
+{{- define "tributary.clusterRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
 {{- end }}

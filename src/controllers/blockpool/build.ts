@@ -5,12 +5,15 @@
  *   <name>-datanode   StatefulSet (one PVC per pod), headless Service, PodDisruptionBudget
  *   <name>            client Service: WebHDFS and RPC of the name nodes
  *   <name>-namenode-edits  ReadWriteMany claim for the shared edit log (with two name nodes)
+ *   <name>-topology  ConfigMap: each data-node pod's rack, mounted into the name nodes (with rackAwareness)
  */
 import type { BlockPoolSpec } from "../../api/blockpool.js";
+import { parseQuantity } from "../../api/common.js";
 import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
 import { childLabels, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
+import { topologyConfigMapName, topologyMountPath, topologyTableKey } from "./topology.js";
 
 export const ports = {
   /** Client and data-node RPC of the name node (HDFS's 8020). */
@@ -27,6 +30,13 @@ export interface BlockPoolBuildInput {
   spec: BlockPoolSpec;
   /** The data-plane image, from the operator's --image. */
   image: string;
+  /**
+   * Data-node replicas to apply instead of spec.dataNodes.replicas: the current count, held
+   * while the pods a scale-down removes are decommissioned (see decommission.ts).
+   */
+  dataNodeReplicas?: number;
+  /** The rack table (topology.ts) for the `<name>-topology` ConfigMap; used with spec.rackAwareness. */
+  topologyTable?: string;
 }
 
 export const nameNodeName = (pool: string) => `${pool}-namenode`;
@@ -34,6 +44,7 @@ export const dataNodeName = (pool: string) => `${pool}-datanode`;
 
 export function desiredChildren(input: BlockPoolBuildInput): KubeObject[] {
   return [
+    ...(input.spec.rackAwareness ? [topologyConfigMap(input)] : []),
     nameNodeService(input),
     dataNodeService(input),
     clientService(input),
@@ -43,6 +54,16 @@ export function desiredChildren(input: BlockPoolBuildInput): KubeObject[] {
     disruptionBudget(input, "datanode"),
     ...(input.spec.nameNodes.replicas > 1 ? [sharedEditsClaim(input)] : []),
   ];
+}
+
+/** Each data-node pod's rack, one `<pod> /<rack>` line each, for the name nodes' block placement. */
+export function topologyConfigMap(input: BlockPoolBuildInput): KubeObject {
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: metadata(input, topologyConfigMapName(input.resource.metadata.name), "namenode"),
+    data: { [topologyTableKey]: input.topologyTable ?? "" },
+  };
 }
 
 export const sharedEditsClaimName = (pool: string) => `${pool}-namenode-edits`;
@@ -56,7 +77,7 @@ export const sharedEditsClaimName = (pool: string) => `${pool}-namenode-edits`;
 export function sharedEditsClaim(input: BlockPoolBuildInput): KubeObject {
   const name = sharedEditsClaimName(input.resource.metadata.name);
   const { ownerReferences, ...withoutOwner } = metadata(input, name, "namenode");
-  const storage = storageOf(input.spec.nameNodes, "5Gi");
+  const storage = input.spec.nameNodes.sharedEdits;
   return {
     apiVersion: "v1",
     kind: "PersistentVolumeClaim",
@@ -91,15 +112,15 @@ function poolEnvironment(input: BlockPoolBuildInput) {
     { name: "TRIBUTARY_BLOCKPOOL", value: resource.metadata.name },
     { name: "TRIBUTARY_NAMENODES", value: nameNodes.join(",") },
     { name: "TRIBUTARY_REPLICATION", value: String(spec.replication) },
-    { name: "TRIBUTARY_BLOCK_SIZE", value: String(spec.blockSize) },
+    // The roles take bytes; the spec may say "128Mi".
+    { name: "TRIBUTARY_BLOCK_SIZE", value: String(parseQuantity(spec.blockSize)) },
     { name: "TRIBUTARY_ERASURE_CODING", value: JSON.stringify(spec.erasureCoding) },
     { name: "TRIBUTARY_QUOTAS", value: JSON.stringify(spec.quotas) },
     { name: "TRIBUTARY_WEBHDFS_PORT", value: String(spec.webHdfs.port) },
+    { name: "TRIBUTARY_PERMISSIONS_ENABLED", value: String(spec.permissions.enabled) },
+    { name: "TRIBUTARY_SUPERUSERS", value: spec.permissions.superusers.join(",") },
     { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
     { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
-    ...(spec.rackAwareness
-      ? [{ name: "TRIBUTARY_RACK_TOPOLOGY_KEY", value: spec.rackAwareness.topologyKey }]
-      : []),
   ];
 }
 
@@ -130,11 +151,20 @@ interface Role {
   httpPort: string;
   /** A claim mounted over the name directory, shared by the active and the standby. */
   sharedEditsClaim?: string;
+  /** The rack table ConfigMap, mounted for the name node to read (with rackAwareness). */
+  topologyConfigMap?: string;
 }
 
 function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): KubeObject {
   const { spec } = input;
   const selector = selectorLabels(input.resource, role.component);
+  const volumes = [
+    ...(role.sharedEditsClaim
+      ? [{ name: "shared-edits", persistentVolumeClaim: { claimName: role.sharedEditsClaim } }]
+      : []),
+    // Not subPath: the kubelet updates a whole-volume mount in place when the ConfigMap changes.
+    ...(role.topologyConfigMap ? [{ name: "topology", configMap: { name: role.topologyConfigMap } }] : []),
+  ];
   const generatedTemplate = {
     metadata: { labels: childLabels(input.resource, role.component) },
     spec: {
@@ -142,21 +172,27 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
       // Block and edit-log writes finish before the process exits on SIGTERM.
       terminationGracePeriodSeconds: 60,
       securityContext: { runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000 },
-      ...(role.sharedEditsClaim
-        ? { volumes: [{ name: "shared-edits", persistentVolumeClaim: { claimName: role.sharedEditsClaim } }] }
-        : {}),
+      ...(volumes.length > 0 ? { volumes } : {}),
       containers: [
         {
           name: role.component,
           image: input.image,
           command: ["tributary", role.component],
-          env: poolEnvironment(input),
+          env: [
+            ...poolEnvironment(input),
+            ...(role.topologyConfigMap
+              ? [{ name: "TRIBUTARY_TOPOLOGY_TABLE", value: `${topologyMountPath}/${topologyTableKey}` }]
+              : []),
+          ],
           ports: role.containerPorts.map((port) => ({ ...port, protocol: "TCP" })),
           ...(role.resources ? { resources: role.resources } : {}),
           volumeMounts: [
             { name: "data", mountPath: "/var/lib/tributary" },
             ...(role.sharedEditsClaim
               ? [{ name: "shared-edits", mountPath: "/var/lib/tributary/name" }]
+              : []),
+            ...(role.topologyConfigMap
+              ? [{ name: "topology", mountPath: topologyMountPath, readOnly: true }]
               : []),
           ],
           readinessProbe: { httpGet: { path: "/readyz", port: role.httpPort }, periodSeconds: 5 },
@@ -227,6 +263,9 @@ export function nameNodeStatefulSet(input: BlockPoolBuildInput): KubeObject {
     ],
     httpPort: "http",
     ...(role.replicas > 1 ? { sharedEditsClaim: sharedEditsClaimName(input.resource.metadata.name) } : {}),
+    ...(input.spec.rackAwareness
+      ? { topologyConfigMap: topologyConfigMapName(input.resource.metadata.name) }
+      : {}),
   });
 }
 
@@ -234,7 +273,7 @@ export function dataNodeStatefulSet(input: BlockPoolBuildInput): KubeObject {
   const role = input.spec.dataNodes;
   return statefulSet(input, dataNodeName(input.resource.metadata.name), {
     component: "datanode",
-    replicas: role.replicas,
+    replicas: input.dataNodeReplicas ?? role.replicas,
     resources: role.resources,
     podOverrides: role.podOverrides,
     storage: storageOf(role, "10Gi"),
