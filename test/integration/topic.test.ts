@@ -5,6 +5,7 @@
  */
 import kafkajs from "kafkajs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { blockPoolDefinition } from "../../src/api/blockpool.js";
 import { topicDefinition } from "../../src/api/topic.js";
 import { resourceType } from "../../src/controllers/common.js";
 import { closeKafkaAdmins, setDefaultKafkaBootstrap } from "../../src/controllers/topic/kafka.js";
@@ -29,6 +30,7 @@ const { Kafka, ConfigResourceTypes, ConfigSource, logLevel } = kafkajs;
 const client = testClient();
 const namespace = uniqueName("topic-it");
 const topics = resourceType(topicDefinition);
+const blockPools = resourceType(blockPoolDefinition);
 const brokers = testEnv().kafkaBrokers;
 const admin = new Kafka({ clientId: "topic-it", brokers, logLevel: logLevel.NOTHING }).admin();
 /** Kafka topics of this run; whatever a test leaves behind is removed at the end. */
@@ -414,5 +416,52 @@ describe("Topic controller against Kafka", () => {
       const listed = await admin.listTopics();
       return !listed.includes(clicks) && !listed.includes(`${clicks}.dlq`);
     });
+  });
+
+  it("points a BlockPool sink at the pool's own WebHDFS port, and reports a pool that does not exist", async () => {
+    const lake = kafkaTopic("lake");
+    leftovers.add(lake);
+    await client.create(
+      topics,
+      topic("lake", {
+        topicName: lake,
+        replicationFactor: 1,
+        deletionPolicy: "Delete",
+        sinks: [
+          { name: "raw", format: "avro", target: { blockPool: { blockPool: "archive", path: "/raw" } } },
+        ],
+      }),
+    );
+    const degraded = await waitForCondition("lake", "Degraded", "True", "DependencyNotFound");
+    expect(condition(degraded, "Degraded")?.message).toContain(
+      `BlockPool ${namespace}/archive does not exist`,
+    );
+    const webHdfsOf = async () => {
+      const deployment = await client.find(builtin.deployment, namespace, "lake-sink-raw");
+      if (!deployment) return undefined;
+      const { containers } = (
+        deployment.spec as {
+          template: { spec: { containers: { env: { name: string; value?: string }[] }[] } };
+        }
+      ).template.spec;
+      const env = containers[0]?.env;
+      return env?.find((variable) => variable.name === "TRIBUTARY_SINK_TARGET_WEBHDFS")?.value;
+    };
+    expect(await waitFor("sink Deployment", webHdfsOf)).toBe(`archive.${namespace}.svc:9870`);
+
+    // The pool appears, on another port: the watch wakes the Topic, which follows it.
+    await client.create(blockPools, {
+      apiVersion: blockPoolDefinition.apiVersion,
+      kind: "BlockPool",
+      metadata: { name: "archive", namespace },
+      spec: { webHdfs: { port: 50070 } },
+    });
+    await waitFor("sink following port 50070", async () => (await webHdfsOf())?.endsWith(":50070"), {
+      timeoutMs: 20_000,
+      intervalMs: 250,
+    });
+    await waitForCondition("lake", "Degraded", "False");
+    await deleteAndWait("lake");
+    await client.delete(blockPools, namespace, "archive");
   });
 });

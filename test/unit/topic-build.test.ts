@@ -212,6 +212,12 @@ describe("Topic build", () => {
     expect(pool.spec.template.spec.volumes?.map((volume) => volume.name)).toEqual(["tmp"]);
     expect(container.volumeMounts?.map((mount) => mount.name)).toEqual(["tmp"]);
     expect(unsupportedSinks(input.spec)).toEqual([]);
+    // A pool serving WebHDFS on another port is followed.
+    const [moved] = desiredChildren({ ...input, webHdfsPorts: { lake: 50070 } }) as [Deployment];
+    expect(
+      sinkConfigSchema.parse(environment(moved.spec.template.spec.containers[0]!, "TRIBUTARY_SINK_"))
+        .targetWebhdfs,
+    ).toEqual([`lake.${input.resource.metadata.namespace}.svc:50070`]);
   });
 
   it("leaves out and reports sinks the sink process cannot run yet", () => {

@@ -24,21 +24,24 @@ export interface TopicBuildInput {
   image: string;
   /** Bootstrap brokers the pods connect to: spec.kafka's or the operator's default cluster. */
   brokers: string[];
+  /** spec.webHdfs.port of each BlockPool a sink writes to, read by the reconcile; 9870 when absent. */
+  webHdfsPorts?: Record<string, number>;
 }
 
 /** Where a sink's volume is mounted in its pod. */
 export const sinkMountPath = "/var/lib/tributary/sink";
 /** The sink's /healthz, /readyz and /metrics. */
 export const sinkMetricsPort = 9464;
-/**
- * The WebHDFS port a sink uses for its BlockPool: the BlockPool's spec.webHdfs.port default.
- * The build is pure and does not read the BlockPool, so a pool on another port is not followed.
- */
+/** The BlockPool's spec.webHdfs.port default, for a pool the reconcile could not read. */
 export const blockPoolWebHdfsPort = 9870;
 
 /** The BlockPool's client Service (the active name node's WebHDFS), as the sink's host:port. */
-export function blockPoolWebHdfsAddress(blockPool: string, namespace: string | undefined): string {
-  return `${blockPool}.${namespace}.svc:${blockPoolWebHdfsPort}`;
+export function blockPoolWebHdfsAddress(
+  blockPool: string,
+  namespace: string | undefined,
+  port = blockPoolWebHdfsPort,
+): string {
+  return `${blockPool}.${namespace}.svc:${port}`;
 }
 
 export const collectorName = (topic: string) => `${topic}-collector`;
@@ -208,7 +211,11 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
     : [
         {
           name: "TRIBUTARY_SINK_TARGET_WEBHDFS",
-          value: blockPoolWebHdfsAddress(blockPool!.blockPool, resource.metadata.namespace),
+          value: blockPoolWebHdfsAddress(
+            blockPool!.blockPool,
+            resource.metadata.namespace,
+            input.webHdfsPorts?.[blockPool!.blockPool],
+          ),
         },
         { name: "TRIBUTARY_SINK_TARGET_PATH", value: blockPool!.path },
       ];

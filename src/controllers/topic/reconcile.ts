@@ -9,6 +9,7 @@
  * never deleted by this resource. To take over a topic kept by a deleted Topic (deletionPolicy
  * Retain), copy the annotation to the new resource: the shape rules then apply as to its own.
  */
+import { blockPoolDefinition } from "../../api/blockpool.js";
 import { ConditionStatus, Reason } from "../../api/conditions.js";
 import { type TopicSpec, type TopicStatus, topicDefinition } from "../../api/topic.js";
 import type { Health } from "../../operator/conditions.js";
@@ -18,7 +19,7 @@ import {
   type ControllerDefinition,
   ReconcileError,
 } from "../../operator/controller.js";
-import { ApiError, builtin, type KubeObject } from "../../operator/kube.js";
+import { ApiError, builtin, type KubeObject, objectKey } from "../../operator/kube.js";
 import {
   pausedHealth,
   resourceType,
@@ -455,7 +456,15 @@ export async function reconcileTopic(
   }
 
   const problems = [...outcome.problems];
-  const input: TopicBuildInput = { resource, spec, image: context.image, brokers: connection.brokers };
+  const pools = await targetBlockPools(context, namespace, spec);
+  problems.push(...pools.problems);
+  const input: TopicBuildInput = {
+    resource,
+    spec,
+    image: context.image,
+    brokers: connection.brokers,
+    webHdfsPorts: pools.webHdfsPorts,
+  };
   let applied: KubeObject[] = [];
   if (outcome.owned) {
     // Collectors and sinks only ever work on a topic this resource manages.
@@ -563,9 +572,59 @@ export async function cleanupTopic(resource: KubeObject, context: Context<KubeOb
   }
 }
 
+/**
+ * The WebHDFS port of each BlockPool a sink writes to, from the pool's spec: a pool serving on
+ * another port than 9870 is followed. A pool that does not exist (yet) is reported; its sink
+ * starts anyway and retries until the pool serves.
+ */
+async function targetBlockPools(
+  context: Context<KubeObject>,
+  namespace: string,
+  spec: TopicSpec,
+): Promise<{ webHdfsPorts: Record<string, number>; problems: SpecProblem[] }> {
+  const webHdfsPorts: Record<string, number> = {};
+  const problems: SpecProblem[] = [];
+  for (const [index, sink] of spec.sinks.entries()) {
+    const pool = sink.target.blockPool?.blockPool;
+    if (!pool || pool in webHdfsPorts) continue;
+    const found = await context.client.find(resourceType(blockPoolDefinition), namespace, pool);
+    if (!found) {
+      problems.push({
+        reason: Reason.DependencyNotFound,
+        message: `spec.sinks[${index}] (${sink.name}): BlockPool ${namespace}/${pool} does not exist; the sink retries until it does`,
+      });
+      continue;
+    }
+    webHdfsPorts[pool] = specOf(blockPoolDefinition, found).webHdfs.port;
+  }
+  return { webHdfsPorts, problems };
+}
+
+/** The BlockPools a Topic's sinks write to, by name (same namespace). */
+function sinkBlockPools(topic: KubeObject): string[] {
+  const sinks = (topic.spec as { sinks?: { target?: { blockPool?: { blockPool?: string } } }[] } | undefined)
+    ?.sinks;
+  return (sinks ?? []).flatMap((sink) => sink.target?.blockPool?.blockPool ?? []);
+}
+
 export const topicController: ControllerDefinition<KubeObject> = {
   type: topicType,
   owns: [builtin.deployment, builtin.service],
+  watches: [
+    // A pool appearing, or moving its WebHDFS port, changes where the sinks that write to it point.
+    {
+      type: resourceType(blockPoolDefinition),
+      fingerprint: (pool) => (pool.spec as { webHdfs?: { port?: number } } | undefined)?.webHdfs?.port,
+      map: (pool, topics) =>
+        topics()
+          .filter(
+            (topic) =>
+              topic.metadata.namespace === pool.metadata.namespace &&
+              sinkBlockPools(topic).includes(pool.metadata.name),
+          )
+          .map(objectKey),
+    },
+  ],
   reconcile: reconcileTopic,
   cleanup: cleanupTopic,
 };
