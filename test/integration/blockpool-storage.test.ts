@@ -36,7 +36,7 @@ import {
   testClient,
   waitFor,
 } from "./operator-harness.js";
-import { type DataNodeProcess, StorageCluster, startRole } from "./storage-cluster.js";
+import { type DataNodeProcess, StorageCluster } from "./storage-cluster.js";
 
 const client = testClient();
 const namespace = uniqueName("bp-storage");
@@ -81,40 +81,9 @@ const current = async (name: string) => {
 };
 
 /** A data node that advertises its pod's name, as `tributary datanode` does in a pod. */
-async function startPodNamedDataNode(pool: string, ordinal: number): Promise<DataNodeProcess> {
-  const dir = join(cluster.root, `data-${ordinal}`);
-  const rack = "/rack-b";
-  const role = await startRole("datanode", [
-    "--host",
-    "127.0.0.1",
-    "--advertised-host",
-    `${pool}-datanode-${ordinal}`,
-    "--xfer-port",
-    "0",
-    "--info-port",
-    "0",
-    "--data-dir",
-    dir,
-    "--rack",
-    rack,
-    "--namenodes",
-    cluster.nameNodes.map((nn) => `127.0.0.1:${nn.rpcPort}`).join(","),
-    "--heartbeat-interval-ms",
-    "300",
-    "--block-report-interval-ms",
-    "5000",
-  ]);
-  const node: DataNodeProcess = {
-    ...role,
-    dir,
-    rack,
-    datanodeUuid: role.ready.datanodeUuid as string,
-    xferPort: role.ready.xferPort as number,
-    infoPort: role.ready.infoPort as number,
-  };
+function startPodNamedDataNode(pool: string, ordinal: number): Promise<DataNodeProcess> {
   // StorageCluster.stop() stops it with the others.
-  cluster.dataNodes[ordinal] = node;
-  return node;
+  return cluster.startDataNode(ordinal, { advertisedHost: `${pool}-datanode-${ordinal}`, rack: "/rack-b" });
 }
 
 /** The name node's own view of one data node, by the host name it advertised. */

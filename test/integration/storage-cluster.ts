@@ -155,15 +155,22 @@ export class StorageCluster {
     return this.startNameNode(old.dir, old);
   }
 
-  async startDataNode(index: number): Promise<DataNodeProcess> {
+  /**
+   * Starts data node `index` (again, on its directory, after a stop). `advertisedHost` is the
+   * name it reports to the name node; 127.0.0.1 unless a test needs it to look like a pod.
+   */
+  async startDataNode(
+    index: number,
+    { advertisedHost = "127.0.0.1", rack }: { advertisedHost?: string; rack?: string } = {},
+  ): Promise<DataNodeProcess> {
     const racks = this.options.racks ?? ["/rack-a", "/rack-b"];
-    const rack = racks[index % racks.length]!;
+    rack ??= racks[index % racks.length]!;
     const dir = join(this.root, `data-${index}`);
     const args = [
       "--host",
       "127.0.0.1",
       "--advertised-host",
-      "127.0.0.1",
+      advertisedHost,
       "--xfer-port",
       "0",
       "--info-port",

@@ -1174,6 +1174,8 @@ export class NameNode {
         expect(op === "CREATE" ? "PUT" : op === "APPEND" ? "POST" : "GET");
         return this.redirect(req, res, op, path, params, user);
       }
+      // No symbolic links here: a path's link status is its status.
+      case "GETFILELINKSTATUS":
       case "GETFILESTATUS": {
         expect("GET");
         const node = this.lookupOrThrow(path);
@@ -1347,13 +1349,6 @@ export class NameNode {
         return sendJson(res, 200, {
           BlockLocations: { BlockLocation: this.blockLocations(file, offset, offset + length) },
         });
-      }
-      case "GETFILELINKSTATUS": {
-        // No symbolic links here: a path's link status is its status.
-        expect("GET");
-        const node = this.lookupOrThrow(path);
-        this.permissions.checkTraverse(user, node);
-        return sendJson(res, 200, { FileStatus: this.fileStatus(node, "") });
       }
       case "GETQUOTAUSAGE": {
         expect("GET");
