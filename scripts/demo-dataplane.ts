@@ -207,6 +207,11 @@ async function blockStorage(): Promise<void> {
     console.log(
       `WebHDFS LISTSTATUS /lake/clickstream: ${listing.map((f) => `${f.pathSuffix} (${f.length} B)`).join(", ")}`,
     );
+    const refused = await cluster
+      .client("mallory")
+      .delete("/lake", { recursive: true })
+      .catch((error: Error) => error);
+    console.log(`mallory deleting /lake: ${refused instanceof Error ? refused.message : "allowed!"}`);
     const first = `/lake/clickstream/${listing[0]!.pathSuffix}`;
     const { blocks } = await cluster.blockLocations(first);
     console.log(
