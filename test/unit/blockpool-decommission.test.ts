@@ -31,6 +31,7 @@ const decide = (input: Partial<ScaleInput>) =>
     stopped: false,
     answer: { datanodes: [] },
     registeredDataNodes: 4,
+    readyPods: new Set(),
     ...input,
   });
 
@@ -139,6 +140,19 @@ describe("the replicas applied", () => {
       phase: "decommissioning",
       replicas: 4,
       retiring: [{ pod: "lake-datanode-3", state: "unregistered", done: false }],
+    });
+  });
+
+  it("waits for a running pod the name node does not know yet: it has not re-registered since a restart", () => {
+    expect(
+      decide({ answer: { datanodes: [] }, registeredDataNodes: 3, readyPods: new Set(["lake-datanode-3"]) }),
+    ).toMatchObject({
+      phase: "decommissioning",
+      retiring: [{ pod: "lake-datanode-3", state: "unregistered", done: false }],
+    });
+    expect(decide({ answer: { datanodes: [] }, registeredDataNodes: 3 })).toMatchObject({
+      phase: "decommissioned",
+      replicas: 3,
     });
   });
 

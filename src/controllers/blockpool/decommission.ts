@@ -114,11 +114,16 @@ export interface ScaleInput {
    * and not heard from them yet: "not registered" would mean nothing then.
    */
   registeredDataNodes: number;
+  /**
+   * Data-node pods that are running and Ready. One of them the name node does not know is a data
+   * node between a name-node restart and its next heartbeat, holding blocks: not done.
+   */
+  readyPods: ReadonlySet<string>;
 }
 
 /** The data-node replicas to apply, and why. */
 export function scaleDataNodes(input: ScaleInput): ScaleDecision {
-  const { pool, desired, current, stopped, answer, registeredDataNodes } = input;
+  const { pool, desired, current, stopped, answer, registeredDataNodes, readyPods } = input;
   if (stopped) return { phase: "steady", replicas: 0 };
   if (current === undefined || desired >= current) return { phase: "steady", replicas: desired };
   const pods = Array.from({ length: current - desired }, (_, index) => dataNodePod(pool, desired + index));
@@ -126,7 +131,8 @@ export function scaleDataNodes(input: ScaleInput): ScaleDecision {
   const knowsDataNodes = registeredDataNodes > 0;
   const retiring = pods.map((pod): RetiringDataNode => {
     const reports = answer.datanodes.filter((report) => podOfHost(report.hostName) === pod);
-    if (reports.length === 0) return { pod, state: "unregistered", done: knowsDataNodes };
+    if (reports.length === 0)
+      return { pod, state: "unregistered", done: knowsDataNodes && !readyPods.has(pod) };
     const pending = reports.find((report) => !retired.has(report.adminState));
     return { pod, state: (pending ?? reports[0]!).adminState, done: pending === undefined };
   });

@@ -173,6 +173,7 @@ async function dataNodeScale(
       stopped,
       answer: { datanodes: [] },
       registeredDataNodes: 0,
+      readyPods: new Set(),
     });
   // Read, not cached: a cache behind our own last apply could show fewer replicas than run, and
   // a scale-down would then skip the decommission of the pods it removes.
@@ -197,8 +198,20 @@ async function dataNodeScale(
     stopped,
     answer,
     registeredDataNodes: reports?.length ?? 0,
+    readyPods: new Set(
+      context
+        .cachedObjects(builtin.pod, { namespace, labels: selectorLabels(resource, "datanode") })
+        .filter(isReady)
+        .map((pod) => pod.metadata.name),
+    ),
   });
 }
+
+const isReady = (pod: KubeObject) =>
+  !pod.metadata.deletionTimestamp &&
+  ((pod.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []).some(
+    (condition) => condition.type === "Ready" && condition.status === "True",
+  );
 
 /**
  * Events for what changed since the last status: a scale-down starting, finishing or taken back
