@@ -81,19 +81,64 @@ export class PipelineException extends RemoteException {
 }
 
 /**
+ * HDFS's dfs.client.socket-timeout: how long a hop of a write pipeline may make no progress while
+ * it has bytes to move (or owes an acknowledgement) before its node counts as failed.
+ */
+export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+
+/**
+ * How long a sender waits on a pipeline of `nodes` nodes: the stall timeout plus an allowance per
+ * node, HDFS's READ/WRITE_TIMEOUT_EXTENSION (5 s, less when the stall timeout is short). It covers
+ * each node's final fsync, whatever the block's size, and makes a sender wait longer the more of
+ * the pipeline lies below it, so the node next to a hung one gives up first and names it, before
+ * anyone upstream blames the node in front of it.
+ */
+export function pipelineTimeoutMs(stallTimeoutMs: number, nodes: number): number {
+  return stallTimeoutMs + nodes * Math.min(5_000, stallTimeoutMs / 2);
+}
+
+/** `work`, or a rejection with `timedOut()` if it has not settled within `ms`; the timer ends with it. */
+function within<T>(work: Promise<T>, ms: number, timedOut: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), ms);
+  });
+  return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
+}
+
+export interface SendOptions {
+  /** See DEFAULT_STALL_TIMEOUT_MS. */
+  stallTimeoutMs?: number;
+}
+
+/**
  * Streams one block to `targets[0]`, which forwards it down the rest of the pipeline. Resolves
  * with the acknowledgement once every node in the pipeline holds the block durably. A broken
  * pipeline rejects with a PipelineException naming the first bad node as soon as it is known,
  * even while the source is slow; an error of the source itself is rethrown as it is.
+ *
+ * A hung node (stopped, or cut off without a reset) breaks nothing the kernel notices, so a hop
+ * that stalls counts as failed: a write the socket does not take within pipelineTimeoutMs, or no
+ * acknowledgement that long after the last byte, fails `targets[0]` (HDFS too blames the first
+ * node that does not answer). Only a stall with bytes pending counts: a slow source leaves the
+ * pipeline idle, not stalled. A hung node further down is named by the node in front of it, whose
+ * own, shorter timeout expires first.
  */
 export async function sendBlock(
   targets: DatanodeID[],
   block: Pick<ExtendedBlock, "blockId" | "generationStamp">,
   source: AsyncIterable<Buffer>,
+  { stallTimeoutMs = DEFAULT_STALL_TIMEOUT_MS }: SendOptions = {},
 ): Promise<BlockAck> {
   const [first, ...rest] = targets;
   if (!first) throw new RemoteException("IOException", `no target for blk_${block.blockId}`);
   const name = `blk_${block.blockId}_${block.generationStamp}`;
+  const timeoutMs = pipelineTimeoutMs(stallTimeoutMs, targets.length);
+  const stalled = (what: string) => () =>
+    new PipelineException(
+      `writing ${name} to ${xferAddress(first)} stalled: ${what} within ${timeoutMs} ms`,
+      first,
+    );
   const [host, port] = splitAddress(xferAddress(first));
   const req = httpRequest({
     host,
@@ -138,7 +183,11 @@ export async function sendBlock(
     for (;;) {
       const step = await Promise.race([broken, pull()]);
       if (step.done) break;
-      if (!req.write(step.value)) await Promise.race([broken, once(req, "drain")]);
+      if (!req.write(step.value)) {
+        const drained = once(req, "drain");
+        drained.catch(() => undefined);
+        await within(Promise.race([broken, drained]), timeoutMs, stalled("the socket took no more bytes"));
+      }
     }
     req.end();
   } catch (error) {
@@ -152,7 +201,11 @@ export async function sendBlock(
       first,
     );
   }
-  return response;
+  return within(response, timeoutMs, () => {
+    // Nothing else would ever close a connection to a hung node.
+    req.destroy();
+    return stalled("no acknowledgement after the last byte")();
+  });
 }
 
 /** Streams `[offset, offset+length)` of one replica from a data node; the node verifies checksums as it reads. */
@@ -319,6 +372,8 @@ export interface WriteOptions {
   favoredNode?: string;
   /** Append to an existing file instead of creating one. */
   append?: boolean;
+  /** How long a pipeline may stall with bytes pending before its node counts as failed (see DEFAULT_STALL_TIMEOUT_MS). */
+  stallTimeoutMs?: number;
 }
 
 interface OpenedFile {
@@ -340,6 +395,8 @@ interface OpenedFile {
  * excludes the bad node, like HDFS's pipeline recovery with a replacement node. The write fails
  * after PIPELINE_ATTEMPTS pipelines for one block, or when no data node is left. A block group
  * carries on past up to m failed internal blocks, which the name node has rebuilt afterwards.
+ * A node that hangs rather than dies fails the same way, once it stalls the pipeline for
+ * `stallTimeoutMs` (see sendBlock).
  */
 export async function writeFile(
   rpc: NameNodeRpc,
@@ -393,7 +450,9 @@ export async function writeFile(
     for (let attempt = 1; ; attempt++) {
       const located = await addBlock();
       try {
-        const ack = await sendBlock(located.locations, located.block, replay.chunks());
+        const ack = await sendBlock(located.locations, located.block, replay.chunks(), {
+          stallTimeoutMs: options.stallTimeoutMs,
+        });
         return {
           ...located.block,
           numBytes: ack.numBytes,
@@ -426,7 +485,9 @@ export async function writeFile(
     const located = await addBlock();
     let group: GroupAck;
     try {
-      group = await writeBlockGroup(located, ecPolicy, opened.blockSize, (n) => bytes.take(n));
+      group = await writeBlockGroup(located, ecPolicy, opened.blockSize, (n) => bytes.take(n), {
+        stallTimeoutMs: options.stallTimeoutMs,
+      });
     } catch (error) {
       await abandon(located.block).catch(() => undefined);
       throw error;

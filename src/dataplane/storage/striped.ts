@@ -6,7 +6,7 @@
  * fetch data cells and, for any that cannot be read, reconstruct the stripe from any k cells.
  */
 
-import { PipelineException, readReplica, sendBlock } from "./dfsClient.js";
+import { PipelineException, readReplica, type SendOptions, sendBlock } from "./dfsClient.js";
 import { createErasureCoder, type ErasureCoder, erasureCodingPolicy } from "./erasure/index.js";
 import type { DatanodeID, ExtendedBlock, LocatedBlock } from "./protocol.js";
 import { RemoteException } from "./protocol.js";
@@ -128,6 +128,7 @@ export async function writeBlockGroup(
   ecPolicy: string,
   blockSize: number,
   take: (bytes: number) => AsyncIterable<Buffer>,
+  sendOptions: SendOptions = {},
 ): Promise<GroupAck> {
   const policy = erasureCodingPolicy(ecPolicy);
   const { dataUnits: k, parityUnits: m, cellSize } = policy;
@@ -153,6 +154,7 @@ export async function writeBlockGroup(
       [located.locations[i]!],
       { blockId: located.block.blockId + i, generationStamp: located.block.generationStamp },
       channel,
+      sendOptions,
     ).catch((error: unknown) => {
       if (!(error instanceof PipelineException)) throw error;
       lost.set(i, error);
@@ -294,6 +296,7 @@ export async function reconstructInternalBlocks(
   group: LocatedBlock,
   missing: number[],
   targets: DatanodeID[],
+  sendOptions: SendOptions = {},
 ): Promise<void> {
   const layout = groupLayout(group.ecPolicy!, group.block.numBytes);
   const channels = missing.map(() => new Channel());
@@ -302,6 +305,7 @@ export async function reconstructInternalBlocks(
       [targets[at]!],
       { blockId: group.block.blockId + index, generationStamp: group.block.generationStamp },
       channels[at]!,
+      sendOptions,
     ),
   );
   for (const ack of acks) ack.catch(() => undefined);

@@ -52,6 +52,8 @@ export interface DataNodeConfig {
   heartbeatIntervalMs: number;
   blockReportIntervalMs: number;
   scanIntervalMs: number;
+  /** How long a pipeline hop may stall with bytes pending before its node counts as failed (dfsClient's DEFAULT_STALL_TIMEOUT_MS). */
+  stallTimeoutMs: number;
 }
 
 class DataNodeMetrics {
@@ -242,6 +244,8 @@ export class DataNode {
    * with the same checksum. A sender that disconnects leaves nothing but a discarded rbw file.
    * A failure is answered as soon as it is known, naming the first bad node when it is
    * downstream of this one (HDFS's firstBadLink), so the writer can leave just that node out.
+   * A downstream node that hangs is named too: forwarding to it stalls, or its acknowledgement
+   * does not come, for longer than the stall timeout (see sendBlock).
    */
   private async receiveBlock(
     req: IncomingMessage,
@@ -253,7 +257,10 @@ export class DataNode {
       throw illegalArgument("generationStamp is required");
     const downstream = JSON.parse(String(req.headers["x-tributary-targets"] ?? "[]")) as DatanodeID[];
     const writer = await this.store.createRbw(blockId, generationStamp);
-    const forward = downstream.length > 0 ? forwarder(downstream, { blockId, generationStamp }) : undefined;
+    const forward =
+      downstream.length > 0
+        ? forwarder(downstream, { blockId, generationStamp }, this.config.stallTimeoutMs)
+        : undefined;
     let local: FinishedReplica;
     try {
       // Not destroyed on a failure: the rest of the body drains while the answer goes upstream.
@@ -441,7 +448,9 @@ export class DataNode {
         ecPolicy: command.ecPolicy,
         internal: command.sources,
       };
-      reconstructInternalBlocks(group, command.missing, command.targets).then(
+      reconstructInternalBlocks(group, command.missing, command.targets, {
+        stallTimeoutMs: this.config.stallTimeoutMs,
+      }).then(
         () => {
           this.metrics.blocksReplicated.inc(command.missing.length);
           this.logger.info(
@@ -462,7 +471,9 @@ export class DataNode {
     } else if (command.action === "transfer") {
       const replica = this.store.get(command.block.blockId);
       if (!replica) return;
-      sendBlock(command.targets, replica, this.store.read(replica.blockId)).then(
+      sendBlock(command.targets, replica, this.store.read(replica.blockId), {
+        stallTimeoutMs: this.config.stallTimeoutMs,
+      }).then(
         () => {
           this.metrics.blocksReplicated.inc();
           this.logger.info(
@@ -519,6 +530,7 @@ export class DataNode {
           blockSize: number("blocksize") || undefined,
           favoredNode: this.id.datanodeUuid,
           append: op === "APPEND",
+          stallTimeoutMs: this.config.stallTimeoutMs,
         });
       } catch (error) {
         if (aborted || req.destroyed) {
@@ -584,7 +596,11 @@ export class DataNode {
 }
 
 /** Forwards a block's bytes down the pipeline while they are being stored here, keeping order and bounded memory. */
-function forwarder(targets: DatanodeID[], block: { blockId: number; generationStamp: number }) {
+function forwarder(
+  targets: DatanodeID[],
+  block: { blockId: number; generationStamp: number },
+  stallTimeoutMs: number,
+) {
   const queue: Buffer[] = [];
   let ended = false;
   let failure: Error | undefined;
@@ -608,7 +624,7 @@ function forwarder(targets: DatanodeID[], block: { blockId: number; generationSt
   })();
   let settled = false;
   let downstreamFailure: Error | undefined;
-  const ack = sendBlock(targets, block, source);
+  const ack = sendBlock(targets, block, source, { stallTimeoutMs });
   ack.then(
     () => {
       settled = true;

@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { createLogger } from "../../../log.js";
 import { addressList, parseConfig, port, positive, runUntilSignal } from "../config.js";
+import { DEFAULT_STALL_TIMEOUT_MS } from "../dfsClient.js";
 import { DataNode, type DataNodeConfig } from "./datanode.js";
 
 export const dataNodeConfigSchema = z.object({
@@ -24,6 +25,12 @@ export const dataNodeConfigSchema = z.object({
   heartbeatIntervalMs: positive.default(3_000),
   blockReportIntervalMs: positive.default(6 * 60 * 60 * 1000),
   scanIntervalMs: positive.default(24 * 60 * 60 * 1000),
+  /**
+   * HDFS's dfs.client.socket-timeout: a pipeline hop (to the next data node, or of a WebHDFS
+   * write through this node) that moves no pending byte, or owes an acknowledgement, this long
+   * fails its node. An idle writer is not a stall.
+   */
+  stallTimeoutMs: positive.default(DEFAULT_STALL_TIMEOUT_MS),
   podName: z.string().optional(),
   podNamespace: z.string().optional(),
   blockpool: z.string().optional(),
@@ -49,6 +56,7 @@ export function dataNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     heartbeatIntervalMs: parsed.heartbeatIntervalMs,
     blockReportIntervalMs: parsed.blockReportIntervalMs,
     scanIntervalMs: parsed.scanIntervalMs,
+    stallTimeoutMs: parsed.stallTimeoutMs,
   };
 }
 
