@@ -67,6 +67,12 @@ run(process.argv.slice(2)).then(
       process.exitCode = 2;
       return;
     }
+    // A refused Kafka login says which Secret to fix; checked by name so the CLI loads no Kafka client.
+    if (error instanceof Error && error.name === "KafkaAuthenticationError") {
+      process.stderr.write(`tributary: ${error.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
     process.stderr.write(
       `tributary: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );

@@ -68,6 +68,8 @@ describe("clickstream collector when Kafka is slow or gone (private broker)", ()
         stallTimeoutMs: 1_500,
         ackTimeoutMs: 4_000,
         shutdownTimeoutMs: 5_000,
+        brokerCheckIntervalMs: 300,
+        brokerCheckTimeoutMs: 1_000,
       }),
       logger,
     );
@@ -92,7 +94,11 @@ describe("clickstream collector when Kafka is slow or gone (private broker)", ()
       expect(full.headers.get("retry-after")).toBe("1");
       expect(((await full.json()) as { error: string }).error).toMatch(/buffer full: 5\/8 events/);
 
-      await until("readiness to drop", async () => (await fetch(`${collector.url}/readyz`)).status === 503);
+      // The background broker check may drop readiness first; wait for the stalled batch itself.
+      await until("the stalled batch to drop readiness", async () => {
+        const response = await fetch(`${collector.url}/readyz`);
+        return response.status === 503 && /Kafka has not acknowledged a batch/.test(await response.text());
+      });
       const unavailable = await postBody(collector.url, events(1, "paused-session-3").body);
       expect(unavailable.status).toBe(503);
       expect(unavailable.headers.get("retry-after")).toBe("5");
@@ -110,6 +116,42 @@ describe("clickstream collector when Kafka is slow or gone (private broker)", ()
     }
     await until("readiness to return", async () => (await fetch(`${collector.url}/readyz`)).status === 200);
     const after = await postBody(collector.url, events(3, "paused-session-4").body);
+    expect(after.status).toBe(200);
+  });
+
+  it("turns not ready while idle when the broker hangs or is gone, and ready again once it answers", async () => {
+    const readyz = async () => {
+      const response = await fetch(`${collector.url}/readyz`);
+      return { status: response.status, body: await response.text() };
+    };
+    await until("readiness before the fault", async () => (await readyz()).status === 200);
+
+    // No event is sent: only the background metadata check can notice.
+    kafka.pause();
+    try {
+      await until("readiness to drop while the broker hangs", async () => {
+        const { status, body } = await readyz();
+        return status === 503 && /no Kafka broker answered a metadata request within 1000 ms/.test(body);
+      });
+    } finally {
+      kafka.resume();
+    }
+    await until("readiness to return after the broker resumed", async () => (await readyz()).status === 200);
+
+    await kafka.kill();
+    try {
+      await until("readiness to drop while the broker is gone", async () => {
+        const { status, body } = await readyz();
+        return status === 503 && /Kafka metadata request failed|no Kafka broker answered/.test(body);
+      });
+    } finally {
+      await kafka.restart();
+    }
+    await until(
+      "readiness to return after the broker restarted",
+      async () => (await readyz()).status === 200,
+    );
+    const after = await postBody(collector.url, events(2, "idle-session").body);
     expect(after.status).toBe(200);
   });
 

@@ -3,6 +3,11 @@
  * without touching the shared brokers of `scripts/testenv` that other test files use. It runs
  * the same jars (`~/.cache/tributary/kafka-<version>/libs`) and the same java command as
  * `scripts/testenv`'s kafka_java, on ports of its own (39092 and up) and a temporary directory.
+ *
+ * With `sasl`, the broker also listens with SASL_PLAINTEXT (SCRAM-SHA-512) on `saslBrokers`, the
+ * user's SCRAM credentials written at format time. With `tls`, it listens with SSL on `tlsBrokers`,
+ * requiring a client certificate; openssl makes a CA, the broker's PEM keystore and a client
+ * certificate (`tlsFiles`) in the broker's directory. `brokers` stays plaintext for test helpers.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -34,13 +39,98 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Two free consecutive ports from 39092 up, picked at random so parallel test files rarely collide. */
-async function freePortPair(): Promise<number> {
+/** `count` free consecutive ports from 39092 up, picked at random so parallel test files rarely collide. */
+async function freePorts(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 39092 + 2 * Math.floor(Math.random() * 400);
-    if ((await portFree(port)) && (await portFree(port + 1))) return port;
+    const port = 39092 + count * Math.floor(Math.random() * (800 / count));
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await portFree(port + i);
+    if (free) return port;
   }
-  throw new Error("no two free consecutive ports between 39092 and 39892 for a private Kafka broker");
+  throw new Error(`no ${count} free consecutive ports between 39092 and 39892 for a private Kafka broker`);
+}
+
+export interface PrivateKafkaOptions {
+  /** A SCRAM-SHA-512 user the SASL listener accepts. */
+  sasl?: { username: string; password: string };
+  /** An SSL listener that requires a client certificate signed by the test's own CA. */
+  tls?: boolean;
+}
+
+/** The PEM files of a TLS-enabled private broker's CA and client. */
+export interface PrivateKafkaTlsFiles {
+  ca: string;
+  clientCert: string;
+  clientKey: string;
+}
+
+async function makeCertificates(dir: string): Promise<PrivateKafkaTlsFiles & { serverPem: string }> {
+  const run = (args: string[]) => promisify(execFile)("openssl", args, { cwd: dir, timeout: 60_000 });
+  await run([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=tributary-test-ca",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.crt",
+  ]);
+  const leaf = async (name: string, subject: string, extensions: string) => {
+    writeFileSync(join(dir, `${name}.ext`), extensions);
+    await run([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      subject,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+    ]);
+    await run([
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.crt`,
+    ]);
+  };
+  await leaf(
+    "server",
+    "/CN=127.0.0.1",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+  );
+  await leaf("client", "/CN=tributary-test-client", "extendedKeyUsage=clientAuth\n");
+  // Kafka's PEM keystore: the PKCS#8 key followed by the certificate chain.
+  await run(["pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8"]);
+  writeFileSync(
+    join(dir, "server.pem"),
+    readFileSync(join(dir, "server.pk8"), "utf8") + readFileSync(join(dir, "server.crt"), "utf8"),
+  );
+  return {
+    ca: join(dir, "ca.crt"),
+    clientCert: join(dir, "client.crt"),
+    clientKey: join(dir, "client.key"),
+    serverPem: join(dir, "server.pem"),
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,10 +143,32 @@ export class PrivateKafka {
     readonly dir: string,
     readonly port: number,
     private readonly libs: string,
+    private readonly options: PrivateKafkaOptions,
   ) {}
 
   get brokers(): string[] {
     return [`127.0.0.1:${this.port}`];
+  }
+
+  /** The SASL_PLAINTEXT listener (when started with `sasl`). */
+  /** The SSL listener (when started with `tls`). */
+  get tlsBrokers(): string[] {
+    if (!this.options.tls) throw new Error("this private Kafka broker was started without tls");
+    return [`127.0.0.1:${this.port + 3}`];
+  }
+
+  get tlsFiles(): PrivateKafkaTlsFiles {
+    if (!this.options.tls) throw new Error("this private Kafka broker was started without tls");
+    return {
+      ca: join(this.dir, "ca.crt"),
+      clientCert: join(this.dir, "client.crt"),
+      clientKey: join(this.dir, "client.key"),
+    };
+  }
+
+  get saslBrokers(): string[] {
+    if (!this.options.sasl) throw new Error("this private Kafka broker was started without sasl");
+    return [`127.0.0.1:${this.port + 2}`];
   }
 
   get pid(): number | undefined {
@@ -64,11 +176,12 @@ export class PrivateKafka {
   }
 
   /** Formats a fresh log directory and starts the broker; resolves once it accepts clients. */
-  static async start(): Promise<PrivateKafka> {
+  static async start(options: PrivateKafkaOptions = {}): Promise<PrivateKafka> {
     const libs = kafkaLibs();
     const dir = mkdtempSync(join(tmpdir(), "tributary-private-kafka-"));
-    const port = await freePortPair();
-    const kafka = new PrivateKafka(dir, port, libs);
+    const port = await freePorts(options.tls ? 4 : options.sasl ? 3 : 2);
+    const kafka = new PrivateKafka(dir, port, libs, options);
+    if (options.tls) await makeCertificates(dir);
     writeFileSync(join(dir, "server.properties"), kafka.properties());
     const clusterId = randomBytes(16).toString("base64url").slice(0, 22);
     await promisify(execFile)(
@@ -82,6 +195,9 @@ export class PrivateKafka {
         `--cluster-id=${clusterId}`,
         "-c",
         join(dir, "server.properties"),
+        ...(options.sasl
+          ? ["--add-scram", `SCRAM-SHA-512=[name=${options.sasl.username},password=${options.sasl.password}]`]
+          : []),
       ],
       { timeout: 120_000 },
     );
@@ -120,13 +236,31 @@ export class PrivateKafka {
 
   private properties(): string {
     const controller = this.port + 1;
+    const sasl =
+      (this.options.sasl ? `,SASL_PLAINTEXT://127.0.0.1:${this.port + 2}` : "") +
+      (this.options.tls ? `,SSL://127.0.0.1:${this.port + 3}` : "");
     return `process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${controller}
-listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${controller}${sasl}
+advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}${sasl}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
+${
+  this.options.tls
+    ? `listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=${join(this.dir, "server.pem")}
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=${join(this.dir, "ca.crt")}
+listener.name.ssl.ssl.client.auth=required
+`
+    : ""
+}${
+  this.options.sasl
+    ? `sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+`
+    : ""
+}controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=${join(this.dir, "data")}
 num.partitions=1

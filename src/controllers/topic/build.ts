@@ -7,8 +7,12 @@
  * Every pod runs the operator's image with a role argument (`collector`, `sink`); the image's
  * entrypoint is `tributary`. The processes read their settings from environment variables
  * (TRIBUTARY_COLLECTOR_*, TRIBUTARY_SINK_*), the names their config parsers define.
+ *
+ * A cluster behind TLS or SASL (spec.kafka) reaches the pods the Kubernetes way, never as values
+ * in the spec: the CA and client-certificate Secrets are read-only volumes whose file paths the
+ * process is given, and the SASL username and password are `secretKeyRef` variables.
  */
-import { parseQuantity } from "../../api/common.js";
+import { type KafkaClusterRef, parseQuantity } from "../../api/common.js";
 import { Reason } from "../../api/conditions.js";
 import type { ClickstreamIngest, Sink, TopicSpec } from "../../api/topic.js";
 import { ownerReference } from "../../operator/apply.js";
@@ -42,6 +46,72 @@ export function blockPoolWebHdfsAddress(
   port = blockPoolWebHdfsPort,
 ): string {
   return `${blockPool}.${namespace}.svc:${port}`;
+}
+
+/** Where the Kafka CA and client certificate are mounted in collector and sink pods. */
+export const kafkaCaMountPath = "/etc/tributary/kafka/ca";
+export const kafkaClientCertMountPath = "/etc/tributary/kafka/client";
+
+interface KafkaSecurityPodParts {
+  env: Array<Record<string, unknown>>;
+  volumes: Array<Record<string, unknown>>;
+  volumeMounts: Array<Record<string, unknown>>;
+}
+
+/** The env, volumes and mounts that give a role spec.kafka's TLS and SASL settings. */
+export function kafkaSecurityPodParts(
+  kafka: KafkaClusterRef | undefined,
+  envPrefix: string,
+): KafkaSecurityPodParts {
+  const parts: KafkaSecurityPodParts = { env: [], volumes: [], volumeMounts: [] };
+  const tls = kafka?.tls;
+  if (tls?.enabled) {
+    parts.env.push({ name: `${envPrefix}TLS`, value: "true" });
+    if (tls.caSecret) {
+      parts.env.push({ name: `${envPrefix}TLS_CA_FILE`, value: `${kafkaCaMountPath}/ca.crt` });
+      parts.volumes.push({
+        name: "kafka-ca",
+        secret: { secretName: tls.caSecret.name, items: [{ key: tls.caSecret.key, path: "ca.crt" }] },
+      });
+      parts.volumeMounts.push({ name: "kafka-ca", mountPath: kafkaCaMountPath, readOnly: true });
+    }
+    if (tls.clientCertificateSecret) {
+      parts.env.push(
+        { name: `${envPrefix}TLS_CERT_FILE`, value: `${kafkaClientCertMountPath}/tls.crt` },
+        { name: `${envPrefix}TLS_KEY_FILE`, value: `${kafkaClientCertMountPath}/tls.key` },
+      );
+      parts.volumes.push({
+        name: "kafka-client-cert",
+        secret: {
+          secretName: tls.clientCertificateSecret.name,
+          items: [
+            { key: "tls.crt", path: "tls.crt" },
+            { key: "tls.key", path: "tls.key" },
+          ],
+        },
+      });
+      parts.volumeMounts.push({
+        name: "kafka-client-cert",
+        mountPath: kafkaClientCertMountPath,
+        readOnly: true,
+      });
+    }
+  }
+  if (kafka?.sasl) {
+    const secretName = kafka.sasl.credentialsSecret.name;
+    parts.env.push(
+      { name: `${envPrefix}SASL_MECHANISM`, value: kafka.sasl.mechanism },
+      {
+        name: `${envPrefix}SASL_USERNAME`,
+        valueFrom: { secretKeyRef: { name: secretName, key: "username" } },
+      },
+      {
+        name: `${envPrefix}SASL_PASSWORD`,
+        valueFrom: { secretKeyRef: { name: secretName, key: "password" } },
+      },
+    );
+  }
+  return parts;
 }
 
 export const collectorName = (topic: string) => `${topic}-collector`;
@@ -134,6 +204,7 @@ export function collectorService(input: TopicBuildInput, clickstream: Clickstrea
 export function collectorDeployment(input: TopicBuildInput, clickstream: ClickstreamIngest): KubeObject {
   const { resource, spec } = input;
   const name = collectorName(resource.metadata.name);
+  const kafkaSecurity = kafkaSecurityPodParts(spec.kafka, "TRIBUTARY_COLLECTOR_");
   const env = [
     { name: "TRIBUTARY_COLLECTOR_BROKERS", value: input.brokers.join(",") },
     { name: "TRIBUTARY_COLLECTOR_TOPIC", value: kafkaTopicName(spec, resource) },
@@ -149,6 +220,7 @@ export function collectorDeployment(input: TopicBuildInput, clickstream: Clickst
     { name: "TRIBUTARY_COLLECTOR_CLIENT_ID", value: `tributary-collector-${resource.metadata.name}` },
     // Each event names the pod that took it, which tells apart the replicas in a trace.
     { name: "TRIBUTARY_COLLECTOR_COLLECTOR_ID", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    ...kafkaSecurity.env,
   ];
   const generatedTemplate = {
     metadata: { labels: childLabels(resource, "collector") },
@@ -172,8 +244,10 @@ export function collectorDeployment(input: TopicBuildInput, clickstream: Clickst
             failureThreshold: 6,
           },
           securityContext: restrictedSecurity.container,
+          ...(kafkaSecurity.volumeMounts.length > 0 ? { volumeMounts: kafkaSecurity.volumeMounts } : {}),
         },
       ],
+      ...(kafkaSecurity.volumes.length > 0 ? { volumes: kafkaSecurity.volumes } : {}),
     },
   };
   return {
@@ -201,6 +275,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
   const name = sinkDeploymentName(resource.metadata.name, sink.name);
   const component = `sink-${sink.name}`;
   const { volume, blockPool } = sink.target;
+  const kafkaSecurity = kafkaSecurityPodParts(spec.kafka, "TRIBUTARY_SINK_");
   const targetEnv = volume
     ? [
         {
@@ -237,6 +312,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
       : []),
     { name: "TRIBUTARY_SINK_DEAD_LETTER_TOPIC", value: deadLetterTopicName(spec, resource) },
     { name: "TRIBUTARY_SINK_METRICS_PORT", value: String(sinkMetricsPort) },
+    ...kafkaSecurity.env,
   ];
   const generatedTemplate = {
     metadata: { labels: childLabels(resource, component) },
@@ -255,6 +331,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
           volumeMounts: [
             ...(volume ? [{ name: "target", mountPath: sinkMountPath }] : []),
             { name: "tmp", mountPath: "/tmp" },
+            ...kafkaSecurity.volumeMounts,
           ],
           readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
           livenessProbe: {
@@ -268,6 +345,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
       volumes: [
         ...(volume ? [{ name: "target", persistentVolumeClaim: { claimName: volume.claimName } }] : []),
         { name: "tmp", emptyDir: {} },
+        ...kafkaSecurity.volumes,
       ],
     },
   };

@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { SCHEMAS_TOPIC } from "../avro/registry.js";
 import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
+import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
 
 const count = (what: string) =>
   z.coerce
@@ -71,12 +72,23 @@ export const collectorConfigSchema = z
     shutdownTimeoutMs: count("shutdownTimeoutMs").default(20_000),
     /** How long to wait at start for the topics to appear in the brokers' metadata. */
     topicWaitMs: z.coerce.number().int().min(0).default(15_000),
+    /**
+     * How often readiness asks a broker for the topic's metadata, so an idle collector notices
+     * Kafka going away; a check gets `brokerCheckTimeoutMs` before it counts as failed.
+     */
+    brokerCheckIntervalMs: count("brokerCheckIntervalMs").default(5_000),
+    brokerCheckTimeoutMs: count("brokerCheckTimeoutMs").default(3_000),
+    ...kafkaSecurityFields,
   })
   .refine((config) => config.maxEventsPerRequest <= config.maxBufferedEvents, {
     error: "maxEventsPerRequest must not exceed maxBufferedEvents, or a full request could never be buffered",
     path: ["maxEventsPerRequest"],
   })
-  .transform((config) => ({ ...config, dlqTopic: config.dlqTopic ?? `${config.topic}.dlq` }));
+  .transform((config, ctx) => ({
+    ...withoutSecuritySettings(config),
+    dlqTopic: config.dlqTopic ?? `${config.topic}.dlq`,
+    kafkaSecurity: kafkaSecurity(config, ctx),
+  }));
 
 export type CollectorConfig = z.output<typeof collectorConfigSchema>;
 export type CollectorConfigInput = z.input<typeof collectorConfigSchema>;

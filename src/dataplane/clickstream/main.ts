@@ -4,19 +4,17 @@
  */
 
 import type { Kafka } from "kafkajs";
-import kafkajs from "kafkajs";
 import { collectDefaultMetrics } from "prom-client";
 import { createLogger, type Logger } from "../../log.js";
-import { kafkaLogCreator } from "../avro/kafka-log.js";
 import { SchemaRegistry, subjectForTopic } from "../avro/registry.js";
+import { createKafkaClient, explainKafkaError } from "../kafkaClient.js";
+import { BrokerCheck } from "./brokerCheck.js";
 import { type CollectorConfig, ConfigError, parseCollectorConfig, usage } from "./config.js";
 import { CollectorMetrics } from "./metrics.js";
 import { CachingDefaultPartitioner } from "./partitioner.js";
 import { ProducePipeline } from "./pipeline.js";
 import { clickEventAvroSchema } from "./schema.js";
 import { CollectorServer } from "./server.js";
-
-const { Kafka: KafkaClient, logLevel } = kafkajs;
 
 export interface RunningCollector {
   /** Where the HTTP server listens. */
@@ -29,12 +27,15 @@ export interface RunningCollector {
   close(): Promise<void>;
 }
 
-export function createKafka(config: Pick<CollectorConfig, "brokers" | "clientId">, logger: Logger): Kafka {
-  return new KafkaClient({
+export function createKafka(
+  config: Pick<CollectorConfig, "brokers" | "clientId" | "kafkaSecurity">,
+  logger: Logger,
+): Kafka {
+  return createKafkaClient({
     clientId: config.clientId,
     brokers: config.brokers,
-    logLevel: logLevel.INFO,
-    logCreator: kafkaLogCreator(logger),
+    security: config.kafkaSecurity,
+    logger,
     // Reconnect quickly after a broker restart: requests are waiting on the outcome.
     retry: { initialRetryTime: 100, maxRetryTime: 2_000 },
   });
@@ -46,10 +47,15 @@ export async function startCollector(
   logger = createLogger("collector"),
 ): Promise<RunningCollector> {
   const kafka = createKafka(config, logger);
-  await assertTopicsExist(kafka, [config.topic, config.dlqTopic], config.topicWaitMs);
+  await assertTopicsExist(kafka, [config.topic, config.dlqTopic], config.topicWaitMs).catch(
+    (error: unknown) => {
+      throw explainKafkaError(error, config.brokers, config.kafkaSecurity);
+    },
+  );
   const metrics = new CollectorMetrics();
   const registry = await SchemaRegistry.connect({ kafka, topic: config.schemasTopic, logger });
   let pipeline: ProducePipeline | undefined;
+  let brokerCheck: BrokerCheck | undefined;
   try {
     const schema = await registry.register(subjectForTopic(config.topic), clickEventAvroSchema);
     const producer = kafka.producer({
@@ -61,7 +67,17 @@ export async function startCollector(
     });
     pipeline = new ProducePipeline(producer, config, metrics, logger);
     await pipeline.connect();
-    const server = new CollectorServer(config, pipeline, schema, metrics, logger);
+    brokerCheck = new BrokerCheck(
+      kafka.admin(),
+      {
+        topic: config.topic,
+        intervalMs: config.brokerCheckIntervalMs,
+        timeoutMs: config.brokerCheckTimeoutMs,
+      },
+      logger,
+    );
+    await brokerCheck.start();
+    const server = new CollectorServer(config, pipeline, schema, metrics, logger, brokerCheck);
     const address = await server.listen();
     logger.info(
       {
@@ -75,6 +91,7 @@ export async function startCollector(
     );
     let closing: Promise<void> | undefined;
     const openPipeline = pipeline;
+    const openBrokerCheck = brokerCheck;
     return {
       port: address.port,
       url: `http://${address.address.includes(":") ? `[${address.address}]` : address.address}:${address.port}`,
@@ -85,6 +102,7 @@ export async function startCollector(
         closing ??= (async () => {
           const deadline = Date.now() + config.shutdownTimeoutMs;
           await server.close(config.shutdownTimeoutMs);
+          await openBrokerCheck.stop();
           await openPipeline.close(Math.max(0, deadline - Date.now()));
           await registry.close();
         })();
@@ -92,6 +110,7 @@ export async function startCollector(
       },
     };
   } catch (error) {
+    await brokerCheck?.stop();
     await pipeline?.close(0).catch(() => undefined);
     await registry.close();
     throw error;

@@ -4,7 +4,8 @@
  *   POST /v1/events        one JSON event, `{"events":[...]}`, a JSON array, or NDJSON
  *   GET  /v1/pixel.gif?…   a 1×1 GIF; the event comes from the query string and the headers
  *   GET  /healthz          the process is alive
- *   GET  /readyz           the producer is connected and Kafka acknowledges sends
+ *   GET  /readyz           the producer is connected, Kafka acknowledges sends, and a broker
+ *                          answered the last background metadata check (also when idle)
  *   GET  /metrics          Prometheus
  *
  * Responses to POST, as web-analytics collectors do it (Snowplow, Segment): `200` once every event
@@ -85,6 +86,7 @@ export class CollectorServer {
     private readonly schema: RegisteredSchema,
     private readonly metrics: CollectorMetrics,
     private readonly logger: Logger,
+    private readonly brokerCheck?: { unreachableReason(): string | undefined },
   ) {
     this.server = createServer((req, res) => {
       this.route(req, res).catch((error: unknown) => {
@@ -132,7 +134,9 @@ export class CollectorServer {
       case "/healthz":
         return this.text(res, "healthz", 200, "ok\n");
       case "/readyz": {
-        const reason = this.shuttingDown ? "shutting down" : this.pipeline.unavailableReason();
+        const reason = this.shuttingDown
+          ? "shutting down"
+          : (this.pipeline.unavailableReason() ?? this.brokerCheck?.unreachableReason());
         return reason
           ? this.text(res, "readyz", 503, `not ready: ${reason}\n`)
           : this.text(res, "readyz", 200, "ready\n");

@@ -5,6 +5,7 @@
 import { hostname } from "node:os";
 import { z } from "zod";
 import { configUsage, inputKeys, parseRoleConfig } from "../config.js";
+import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
 
 const positive = (what: string) =>
   z.coerce
@@ -71,6 +72,7 @@ export const sinkConfigSchema = z
     metricsHost: z.string().default("0.0.0.0"),
     /** 0 picks a free port (tests); the port is logged. */
     metricsPort: z.coerce.number().int().min(0).max(65535).default(9464),
+    ...kafkaSecurityFields,
   })
   .superRefine((config, ctx) => {
     const local = config.targetDir !== undefined;
@@ -108,8 +110,9 @@ export const sinkConfigSchema = z
       });
     }
   })
-  .transform((config) => ({
-    ...config,
+  .transform((config, ctx) => ({
+    ...withoutSecuritySettings(config),
+    kafkaSecurity: kafkaSecurity(config, ctx),
     groupId: config.groupId ?? `tributary-sink-${config.topic}`,
     codec: config.codec ?? (config.format === "avro" ? "deflate" : "snappy"),
     deadLetterTopic: config.deadLetterTopic ?? `${config.topic}.dlq`,

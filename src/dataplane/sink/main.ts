@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import avro from "avsc";
 import { createLogger } from "../../log.js";
 import { SchemaRegistry } from "../avro/registry.js";
+import { createKafkaClient, explainKafkaError } from "../kafkaClient.js";
 import { WebHdfsClient } from "../storage/client.js";
 import { type AvroCodec, avroFileWriterFactory } from "./avroFile.js";
 import { parseSinkConfig, usage } from "./config.js";
@@ -28,10 +29,16 @@ export async function main(argv: string[]): Promise<void> {
     decoder = new JsonRecordDecoder(avro.Type.forSchema(schema));
   } else {
     registry = await SchemaRegistry.connect({
-      brokers: config.brokers,
-      clientId: `tributary-sink-${config.writerId}`,
+      kafka: createKafkaClient({
+        clientId: `tributary-sink-${config.writerId}`,
+        brokers: config.brokers,
+        security: config.kafkaSecurity,
+        logger: log,
+      }),
       logger: log,
       ...(config.schemasTopic ? { topic: config.schemasTopic } : {}),
+    }).catch((error: unknown) => {
+      throw explainKafkaError(error, config.brokers, config.kafkaSecurity);
     });
     decoder = new ConfluentAvroDecoder(registry);
   }
@@ -49,6 +56,7 @@ export async function main(argv: string[]): Promise<void> {
   const metrics = new SinkMetrics();
   const sink = new Sink({
     brokers: config.brokers,
+    security: config.kafkaSecurity,
     topic: config.topic,
     groupId: config.groupId,
     format: config.format,
@@ -77,7 +85,9 @@ export async function main(argv: string[]): Promise<void> {
     for (const signal of ["SIGTERM", "SIGINT"] as const) process.once(signal, () => resolve(signal));
   });
   try {
-    await sink.start();
+    await sink.start().catch((error: unknown) => {
+      throw explainKafkaError(error, config.brokers, config.kafkaSecurity);
+    });
     const outcome = await Promise.race([stopped, sink.failed]);
     if (outcome instanceof Error) {
       process.exitCode = 1;

@@ -1,7 +1,6 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from "kafkajs";
-import kafkajs from "kafkajs";
 import type { Logger } from "../../log.js";
-import { kafkaLogCreator } from "../avro/kafka-log.js";
+import { createKafkaClient, type KafkaSecurity } from "../kafkaClient.js";
 import type { RecordDecoder } from "./decode.js";
 import { type RecordFileWriterFactory, RecordRejectedError } from "./format.js";
 import type { RollPolicy, SinkFormat } from "./layout.js";
@@ -9,10 +8,10 @@ import type { SinkMetrics } from "./metrics.js";
 import { PartitionWriter } from "./partitionWriter.js";
 import type { SinkTarget } from "./target.js";
 
-const { Kafka: KafkaClient, logLevel } = kafkajs;
-
 export interface SinkOptions {
   brokers: string[];
+  /** TLS and SASL towards the brokers. */
+  security?: KafkaSecurity;
   topic: string;
   groupId: string;
   clientId?: string;
@@ -71,11 +70,11 @@ export class Sink {
 
   constructor(private readonly options: SinkOptions) {
     this.eventTimeField = options.eventTimeField;
-    this.kafka = new KafkaClient({
+    this.kafka = createKafkaClient({
       clientId: options.clientId ?? `tributary-sink-${options.writerId}`,
       brokers: options.brokers,
-      logLevel: logLevel.INFO,
-      logCreator: kafkaLogCreator(options.log),
+      security: options.security,
+      logger: options.log,
     });
     const sessionTimeout = options.sessionTimeoutMs ?? 30_000;
     this.consumer = this.kafka.consumer({
