@@ -11,7 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { WebHdfsClient } from "../../src/dataplane/storage/client.js";
-import { postJson } from "../../src/dataplane/storage/protocol.js";
+import { NameNodeRpc } from "../../src/dataplane/storage/dfsClient.js";
+import { type LocatedBlock, postJson } from "../../src/dataplane/storage/protocol.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -285,4 +286,22 @@ export interface NameNodeStatus {
     capacity: number;
     adminState: "NORMAL" | "DECOMMISSION_INPROGRESS" | "DECOMMISSIONED" | "DEAD";
   }[];
+}
+
+/**
+ * A name-node client that records every pipeline the name node hands out, with the nodes its
+ * request excluded: a test can kill or stop a node of the current pipeline and then check which
+ * node the writer blamed.
+ */
+export class PipelineRecordingRpc extends NameNodeRpc {
+  readonly pipelines: { located: LocatedBlock; excluded: string[] }[] = [];
+
+  override async call<T>(method: string, body: unknown): Promise<T> {
+    const result = await super.call<T>(method, body);
+    if (method === "addBlock") {
+      const excluded = (body as { excludeNodes?: string[] }).excludeNodes ?? [];
+      this.pipelines.push({ located: result as LocatedBlock, excluded });
+    }
+    return result;
+  }
 }

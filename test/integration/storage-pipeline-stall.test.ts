@@ -12,34 +12,15 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  NameNodeRpc,
-  pipelineTimeoutMs,
-  readFile,
-  writeFile,
-} from "../../src/dataplane/storage/dfsClient.js";
-import type { LocatedBlock, LocatedBlocks } from "../../src/dataplane/storage/protocol.js";
-import { type DataNodeProcess, StorageCluster, stopRole } from "./storage-cluster.js";
+import { pipelineTimeoutMs, readFile, writeFile } from "../../src/dataplane/storage/dfsClient.js";
+import type { LocatedBlocks } from "../../src/dataplane/storage/protocol.js";
+import { type DataNodeProcess, PipelineRecordingRpc, StorageCluster, stopRole } from "./storage-cluster.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const USER = "tester";
 const STALL_TIMEOUT_MS = 2_000;
 const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
-
-/** Records every pipeline the name node hands out, and the nodes each request excluded. */
-class WatchedRpc extends NameNodeRpc {
-  readonly pipelines: { located: LocatedBlock; excluded: string[] }[] = [];
-
-  override async call<T>(method: string, body: unknown): Promise<T> {
-    const result = await super.call<T>(method, body);
-    if (method === "addBlock") {
-      const excluded = (body as { excludeNodes?: string[] }).excludeNodes ?? [];
-      this.pipelines.push({ located: result as LocatedBlock, excluded });
-    }
-    return result;
-  }
-}
 
 /** `data` in 64 KiB chunks, awaiting `pause(at)` before the chunk at each offset in `pauses`. */
 async function* paced(data: Buffer, pauses: number[], pause: () => Promise<void>): AsyncGenerator<Buffer> {
@@ -53,14 +34,14 @@ async function* paced(data: Buffer, pauses: number[], pause: () => Promise<void>
 
 describe("BlockPool storage: a hung data node", () => {
   let cluster: StorageCluster;
-  let rpc: WatchedRpc;
+  let rpc: PipelineRecordingRpc;
 
   beforeAll(async () => {
     cluster = await StorageCluster.start({
       dataNodes: 4,
       dataNodeArgs: ["--stall-timeout-ms", String(STALL_TIMEOUT_MS)],
     });
-    rpc = new WatchedRpc([`127.0.0.1:${cluster.nameNodes[0]!.rpcPort}`]);
+    rpc = new PipelineRecordingRpc([`127.0.0.1:${cluster.nameNodes[0]!.rpcPort}`]);
   });
 
   afterAll(async () => {

@@ -12,26 +12,15 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NameNodeRpc, readFile, writeFile } from "../../src/dataplane/storage/dfsClient.js";
-import type { LocatedBlock, LocatedBlocks } from "../../src/dataplane/storage/protocol.js";
+import { readFile, writeFile } from "../../src/dataplane/storage/dfsClient.js";
+import type { LocatedBlocks } from "../../src/dataplane/storage/protocol.js";
 import { RemoteException } from "../../src/dataplane/storage/protocol.js";
-import { type DataNodeProcess, StorageCluster, stopRole } from "./storage-cluster.js";
+import { type DataNodeProcess, PipelineRecordingRpc, StorageCluster, stopRole } from "./storage-cluster.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const USER = "tester";
 const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
-
-/** Records every pipeline the name node hands out, so a test can kill a node of the current one. */
-class WatchedRpc extends NameNodeRpc {
-  readonly pipelines: LocatedBlock[] = [];
-
-  override async call<T>(method: string, body: unknown): Promise<T> {
-    const result = await super.call<T>(method, body);
-    if (method === "addBlock") this.pipelines.push(result as LocatedBlock);
-    return result;
-  }
-}
 
 /** `data` in 64 KiB chunks, a little at a time, stopping once at `pauseAt` until `paused()` is done. */
 async function* slowly(data: Buffer, pauseAt: number, paused: () => Promise<void>): AsyncGenerator<Buffer> {
@@ -44,7 +33,7 @@ async function* slowly(data: Buffer, pauseAt: number, paused: () => Promise<void
 
 describe("BlockPool storage: write pipeline recovery", () => {
   let cluster: StorageCluster;
-  let rpc: WatchedRpc;
+  let rpc: PipelineRecordingRpc;
 
   beforeAll(async () => {
     cluster = await StorageCluster.start({
@@ -54,7 +43,7 @@ describe("BlockPool storage: write pipeline recovery", () => {
         JSON.stringify([{ path: "/pipeline-ec", policy: "XOR-2-1", cellSize: "64Ki" }]),
       ],
     });
-    rpc = new WatchedRpc([`127.0.0.1:${cluster.nameNodes[0]!.rpcPort}`]);
+    rpc = new PipelineRecordingRpc([`127.0.0.1:${cluster.nameNodes[0]!.rpcPort}`]);
   });
 
   afterAll(async () => {
@@ -105,7 +94,7 @@ describe("BlockPool storage: write pipeline recovery", () => {
       // Half-way through the second block.
       slowly(data, MiB + MiB / 2, async () => {
         killedPipeline = rpc.pipelines.length - 1;
-        const current = rpc.pipelines[killedPipeline]!;
+        const current = rpc.pipelines[killedPipeline]!.located;
         victim = dataNode(current.locations[position]!.datanodeUuid);
         await killWhileStreaming(victim, current.block.blockId);
       }),
@@ -118,8 +107,8 @@ describe("BlockPool storage: write pipeline recovery", () => {
     const pipelines = rpc.pipelines.slice(before);
     expect(pipelines).toHaveLength(5);
     for (const later of rpc.pipelines.slice(killedPipeline + 1)) {
-      expect(later.locations.map((node) => node.datanodeUuid)).not.toContain(dead);
-      expect(later.locations).toHaveLength(3);
+      expect(later.located.locations.map((node) => node.datanodeUuid)).not.toContain(dead);
+      expect(later.located.locations).toHaveLength(3);
     }
 
     const located = await locations(path);
@@ -155,7 +144,7 @@ describe("BlockPool storage: write pipeline recovery", () => {
       path,
       // Half-way through the second block group.
       slowly(data, 3 * MiB, async () => {
-        const group = rpc.pipelines.at(-1)!;
+        const group = rpc.pipelines.at(-1)!.located;
         victim = dataNode(group.locations[0]!.datanodeUuid);
         // Internal block 0 of the group (its id is the group's).
         await killWhileStreaming(victim, group.block.blockId);
@@ -164,7 +153,7 @@ describe("BlockPool storage: write pipeline recovery", () => {
     );
     expect(written).toBe(data.length);
     const dead = victim!.datanodeUuid;
-    const after = rpc.pipelines.at(-1)!;
+    const after = rpc.pipelines.at(-1)!.located;
     expect(after.locations.map((node) => node.datanodeUuid)).not.toContain(dead);
 
     // Readable at once: the group decodes its lost data block from the other two.
@@ -188,7 +177,7 @@ describe("BlockPool storage: write pipeline recovery", () => {
       rpc,
       path,
       slowly(data, MiB + MiB / 2, async () => {
-        const current = rpc.pipelines.at(-1)!;
+        const current = rpc.pipelines.at(-1)!.located;
         await killWhileStreaming(dataNode(current.locations[0]!.datanodeUuid), current.block.blockId);
         await Promise.all(cluster.dataNodes.map((dn) => stopRole(dn, "SIGKILL")));
       }),
