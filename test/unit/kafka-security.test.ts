@@ -12,6 +12,7 @@ import {
   desiredChildren,
   kafkaCaMountPath,
   kafkaClientCertMountPath,
+  kafkaSecretsAnnotation,
 } from "../../src/controllers/topic/build.js";
 import { parseCollectorConfig } from "../../src/dataplane/clickstream/config.js";
 import { parseSinkConfig } from "../../src/dataplane/sink/config.js";
@@ -29,7 +30,9 @@ type Container = {
   volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
 };
 type PodSpec = { containers: Container[]; volumes?: Array<{ name: string; secret?: unknown }> };
-type Deployment = KubeObject & { spec: { template: { spec: PodSpec } } };
+type Deployment = KubeObject & {
+  spec: { template: { metadata: { annotations?: Record<string, string> }; spec: PodSpec } };
+};
 
 const secureKafka = {
   bootstrapServers: ["kafka.secure:9093"],
@@ -41,7 +44,7 @@ const secureKafka = {
   sasl: { mechanism: "scram-sha-512", credentialsSecret: { name: "kafka-user" } },
 };
 
-function deployments(kafka: unknown): Deployment[] {
+function deployments(kafka: unknown, kafkaSecretVersions?: string[]): Deployment[] {
   const spec = topicSpecSchema.parse({
     kafka,
     ingest: { clickstream: { replicas: 1 } },
@@ -52,6 +55,7 @@ function deployments(kafka: unknown): Deployment[] {
     spec,
     image: "registry/tributary:7",
     brokers: ["kafka.secure:9093"],
+    kafkaSecretVersions,
   }).filter((child): child is Deployment => child.kind === "Deployment");
 }
 
@@ -270,5 +274,19 @@ describe("role config: Kafka TLS and SASL settings", () => {
     ).toThrow(
       /--sasl-username \(TRIBUTARY_COLLECTOR_SASL_USERNAME\)[\s\S]*--sasl-password \(TRIBUTARY_COLLECTOR_SASL_PASSWORD\)/,
     );
+  });
+});
+
+describe("Secret rotation", () => {
+  it("stamps the Secrets' versions on every pod template, so a rotated Secret rolls the pods", () => {
+    const versions = ["kafka-ca@101", "kafka-client@102", "kafka-user@103"];
+    for (const deployment of deployments(secureKafka, versions)) {
+      expect(deployment.spec.template.metadata.annotations).toEqual({
+        [kafkaSecretsAnnotation]: "kafka-ca@101,kafka-client@102,kafka-user@103",
+      });
+    }
+    for (const deployment of deployments(undefined, [])) {
+      expect(deployment.spec.template.metadata.annotations).toBeUndefined();
+    }
   });
 });

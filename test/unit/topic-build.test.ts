@@ -352,7 +352,7 @@ describe("Metadata v12 codec (topic ids)", () => {
 });
 
 describe("Kafka errors as conditions", () => {
-  const connection = { brokers: ["127.0.0.1:29092"], key: "k" };
+  const connection = { brokers: ["127.0.0.1:29092"], key: "k", secretVersions: [] };
 
   it("reads the broker's error type inside kafkajs's per-topic aggregate", () => {
     // What kafkajs throws for a refused CreateTopics; its types leave these constructors out.

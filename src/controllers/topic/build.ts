@@ -30,6 +30,20 @@ export interface TopicBuildInput {
   brokers: string[];
   /** spec.webHdfs.port of each BlockPool a sink writes to, read by the reconcile; 9870 when absent. */
   webHdfsPorts?: Record<string, number>;
+  /** `<secret>@<resourceVersion>` of the Kafka TLS and SASL Secrets the pods mount or read. */
+  kafkaSecretVersions?: string[];
+}
+
+/** On the pod template: a new Secret version changes the template, so Kubernetes rolls the pods. */
+export const kafkaSecretsAnnotation = "tributary.dev/kafka-secrets";
+
+/** Labels of a role's pods, and the Kafka Secrets' versions they started with. */
+function podMetadata(input: TopicBuildInput, component: string) {
+  const versions = input.kafkaSecretVersions ?? [];
+  return {
+    labels: childLabels(input.resource, component),
+    ...(versions.length > 0 ? { annotations: { [kafkaSecretsAnnotation]: versions.join(",") } } : {}),
+  };
 }
 
 /** Where a sink's volume is mounted in its pod. */
@@ -223,7 +237,7 @@ export function collectorDeployment(input: TopicBuildInput, clickstream: Clickst
     ...kafkaSecurity.env,
   ];
   const generatedTemplate = {
-    metadata: { labels: childLabels(resource, "collector") },
+    metadata: podMetadata(input, "collector"),
     spec: {
       securityContext: restrictedSecurity.pod,
       // The collector answers requests in progress and flushes its buffer to Kafka on SIGTERM.
@@ -315,7 +329,7 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
     ...kafkaSecurity.env,
   ];
   const generatedTemplate = {
-    metadata: { labels: childLabels(resource, component) },
+    metadata: podMetadata(input, component),
     spec: {
       securityContext: restrictedSecurity.pod,
       // The open file is closed and committed on SIGTERM; a large row group takes a while.

@@ -30,6 +30,12 @@ export interface KafkaConnection {
   sasl?: SASLOptions;
   /** Identifies the cluster and credentials: a changed Secret gives a new client. */
   key: string;
+  /**
+   * `<secret>@<resourceVersion>` of each Secret read, for the pods' template: a rotated Secret
+   * rolls the collector and sinks, which read their credentials once at start. Versions, not a
+   * hash of the contents, so nothing derived from a password is written into a pod spec.
+   */
+  secretVersions: string[];
 }
 
 /**
@@ -71,11 +77,13 @@ async function secretData(
   namespace: string,
   name: string,
   what: string,
+  versions: string[],
 ): Promise<Record<string, string>> {
   const secret = await client.find(builtin.secret, namespace, name);
   if (!secret) {
     throw new ReconcileError(Reason.SecretNotFound, `${what}: Secret ${namespace}/${name} does not exist`);
   }
+  versions.push(`${name}@${secret.metadata.resourceVersion ?? ""}`);
   const data = (secret as { data?: Record<string, string> }).data ?? {};
   return Object.fromEntries(
     Object.entries(data).map(([key, value]) => [key, Buffer.from(value, "base64").toString("utf8")]),
@@ -98,11 +106,18 @@ export async function resolveConnection(
   const brokers = bootstrapServers(kafka, what);
   let ssl: tls.ConnectionOptions | undefined;
   let sasl: SASLOptions | undefined;
+  const secretVersions: string[] = [];
   if (kafka?.tls?.enabled) {
     ssl = {};
     const { caSecret, clientCertificateSecret } = kafka.tls;
     if (caSecret) {
-      const data = await secretData(client, namespace, caSecret.name, `${what}: spec.kafka.tls.caSecret`);
+      const data = await secretData(
+        client,
+        namespace,
+        caSecret.name,
+        `${what}: spec.kafka.tls.caSecret`,
+        secretVersions,
+      );
       ssl.ca = [secretKey(data, caSecret.key, `Secret ${namespace}/${caSecret.name}`)];
     }
     if (clientCertificateSecret) {
@@ -112,6 +127,7 @@ export async function resolveConnection(
         namespace,
         clientCertificateSecret.name,
         `${what}: spec.kafka.tls.clientCertificateSecret`,
+        secretVersions,
       );
       ssl.cert = secretKey(data, "tls.crt", where);
       ssl.key = secretKey(data, "tls.key", where);
@@ -125,6 +141,7 @@ export async function resolveConnection(
       namespace,
       credentialsSecret.name,
       `${what}: spec.kafka.sasl.credentialsSecret`,
+      secretVersions,
     );
     const username = secretKey(data, "username", where);
     const password = secretKey(data, "password", where);
@@ -133,7 +150,7 @@ export async function resolveConnection(
   const key = createHash("sha256")
     .update(JSON.stringify([brokers, ssl ?? null, sasl ?? null]))
     .digest("hex");
-  return { brokers, ssl, sasl, key };
+  return { brokers, ssl, sasl, key, secretVersions };
 }
 
 /**

@@ -464,6 +464,7 @@ export async function reconcileTopic(
     image: context.image,
     brokers: connection.brokers,
     webHdfsPorts: pools.webHdfsPorts,
+    kafkaSecretVersions: connection.secretVersions,
   };
   let applied: KubeObject[] = [];
   if (outcome.owned) {
