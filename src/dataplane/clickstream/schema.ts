@@ -45,17 +45,40 @@ function describe(value: unknown): string {
   return typeof value === "string" ? `"${value.slice(0, 40)}"` : typeof value;
 }
 
-/**
- * ISO 8601 with a zone (`2026-11-26T07:00:00.123Z`, `…+01:00`) or epoch milliseconds (a number,
- * or a string of digits as a tracking pixel sends it). Parsed to epoch ms.
- */
 /** Date.parse rolls 2026-02-30 over to March 2; a client sending it has a bug worth reporting. */
 function calendarDate(iso: string): boolean {
+  // The ISO_8601 pattern guarantees digits at these places. Days 1 to 28 exist in every month of
+  // every year, so most dates need no Date object (which took 1% of the collector's CPU).
+  const month = (iso.charCodeAt(5) - 48) * 10 + (iso.charCodeAt(6) - 48);
+  const day = (iso.charCodeAt(8) - 48) * 10 + (iso.charCodeAt(9) - 48);
+  if (month >= 1 && month <= 12 && day >= 1 && day <= 28) return true;
   const year = Number(iso.slice(0, 4));
-  const month = Number(iso.slice(5, 7));
-  const day = Number(iso.slice(8, 10));
   const date = new Date(Date.UTC(year, month - 1, day));
   return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+/**
+ * ISO 8601 with a zone (`2026-11-26T07:00:00.123Z`, `…+01:00`) or epoch milliseconds (a number,
+ * or a string of digits as a tracking pixel sends it), parsed to epoch ms; or why it is refused.
+ * Shared by the zod schema and the fast path of `validateEvent`.
+ */
+function eventTimeMillis(value: number | string): number | string {
+  let ms: number;
+  if (typeof value === "number" || /^\d+$/.test(value)) {
+    ms = Number(value);
+    if (!Number.isSafeInteger(ms)) return `eventTime ${value} is not a whole number of epoch milliseconds`;
+    // 1e11 ms is 1973, but 1e11 s is the year 5138: a small number is someone sending seconds.
+    if (ms < 1e11) return `eventTime ${value} looks like epoch seconds; send epoch milliseconds or ISO 8601`;
+  } else {
+    if (!ISO_8601.test(value)) {
+      return `eventTime "${value.slice(0, 40)}" is not an ISO 8601 datetime with a zone (e.g. 2026-11-26T07:00:00.000Z)`;
+    }
+    ms = Date.parse(value);
+    if (Number.isNaN(ms) || !calendarDate(value))
+      return `eventTime "${value.slice(0, 40)}" is not a valid date`;
+  }
+  if (ms < EARLIEST_EVENT_TIME) return `eventTime ${new Date(ms).toISOString()} is before 2000-01-01`;
+  return ms;
 }
 
 const eventTime = z
@@ -66,43 +89,9 @@ const eventTime = z
         : `eventTime must be an ISO 8601 datetime or epoch milliseconds, got ${describe(issue.input)}`,
   })
   .transform((value, ctx) => {
-    let ms: number;
-    if (typeof value === "number" || /^\d+$/.test(value)) {
-      ms = Number(value);
-      if (!Number.isSafeInteger(ms)) {
-        ctx.addIssue({
-          code: "custom",
-          message: `eventTime ${value} is not a whole number of epoch milliseconds`,
-        });
-        return z.NEVER;
-      }
-      if (ms < 1e11) {
-        // 1e11 ms is 1973, but 1e11 s is the year 5138: a small number is someone sending seconds.
-        ctx.addIssue({
-          code: "custom",
-          message: `eventTime ${value} looks like epoch seconds; send epoch milliseconds or ISO 8601`,
-        });
-        return z.NEVER;
-      }
-    } else {
-      if (!ISO_8601.test(value)) {
-        ctx.addIssue({
-          code: "custom",
-          message: `eventTime "${value.slice(0, 40)}" is not an ISO 8601 datetime with a zone (e.g. 2026-11-26T07:00:00.000Z)`,
-        });
-        return z.NEVER;
-      }
-      ms = Date.parse(value);
-      if (Number.isNaN(ms) || !calendarDate(value)) {
-        ctx.addIssue({ code: "custom", message: `eventTime "${value.slice(0, 40)}" is not a valid date` });
-        return z.NEVER;
-      }
-    }
-    if (ms < EARLIEST_EVENT_TIME) {
-      ctx.addIssue({
-        code: "custom",
-        message: `eventTime ${new Date(ms).toISOString()} is before 2000-01-01`,
-      });
+    const ms = eventTimeMillis(value);
+    if (typeof ms === "string") {
+      ctx.addIssue({ code: "custom", message: ms });
       return z.NEVER;
     }
     return ms;
@@ -201,20 +190,34 @@ export interface FieldError {
 
 export type Validation = { ok: true; event: ClickEvent } | { ok: false; errors: FieldError[] };
 
+/** The fields of a valid event as zod's parse yields them (`clickEventInput`'s output). */
+type ValidInput = Pick<
+  z.output<typeof clickEventInput>,
+  "eventId" | "eventType" | "eventTime" | "sessionId"
+> & {
+  userId?: string | null;
+  userAgent: string;
+  referrer?: string | null;
+  request: { method: string; url: string; videoId?: string | null };
+};
+
 /**
  * Validates one event and completes it with what the server knows. The event's own fields win
  * over the request's headers and cookie (a server-side tracker forwards its users' values);
  * the client IP and received time are always the server's.
  */
 export function validateEvent(raw: unknown, context: ServerContext): Validation {
-  const parsed = clickEventInput.safeParse(normalize(raw, context));
-  if (!parsed.success) {
-    return {
-      ok: false,
-      errors: parsed.error.issues.map((issue) => ({ field: issue.path.join("."), message: issue.message })),
-    };
+  let input: ValidInput | undefined = validInput(raw, context);
+  if (input === undefined) {
+    const parsed = schemaInput(raw, context);
+    if (!parsed.success) {
+      return {
+        ok: false,
+        errors: parsed.error.issues.map((issue) => ({ field: issue.path.join("."), message: issue.message })),
+      };
+    }
+    input = parsed.data;
   }
-  const input = parsed.data;
   if (input.eventTime > context.receivedAt + MAX_CLOCK_SKEW_MS) {
     return {
       ok: false,
@@ -251,11 +254,75 @@ export function validateEvent(raw: unknown, context: ServerContext): Validation 
   };
 }
 
+const EVENT_TYPE_SET: ReadonlySet<string> = new Set(EVENT_TYPES);
+const HTTP_METHOD_SET: ReadonlySet<string> = new Set(HTTP_METHODS);
+const ABSOLUTE_HTTP_URL = /^https?:\/\//i;
+
+/**
+ * The fast path: the same rules as `normalize` then `clickEventInput`, written out by hand, for
+ * events that pass them all (nearly every event). It only says "valid, and this is what zod would
+ * have made of it" or "ask zod": a refused event always goes through zod, so its per-field
+ * messages come from the one schema. Profiled under the bench's load (batches of 50), zod's
+ * safeParse with normalize's copies took 10.5% of the collector's CPU, about 3.5 µs an event;
+ * this path takes under half of that, most of it the eventTime parsing both share.
+ */
+export function validInput(raw: unknown, context: ServerContext): ValidInput | undefined {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return undefined;
+  const given = raw as Record<string, unknown>;
+  const { eventId, eventType } = given;
+  if (eventId !== undefined && (typeof eventId !== "string" || !UUID.test(eventId))) return undefined;
+  if (typeof eventType !== "string" || !EVENT_TYPE_SET.has(eventType)) return undefined;
+  const time = given.eventTime;
+  if (typeof time !== "number" && typeof time !== "string") return undefined;
+  const eventTime = eventTimeMillis(time);
+  if (typeof eventTime !== "number") return undefined;
+  const sessionId = absent(given.sessionId) ? context.sessionId : given.sessionId;
+  if (typeof sessionId !== "string" || !SESSION_ID.test(sessionId)) return undefined;
+  const userId = given.userId === "" ? null : given.userId;
+  if (!isNullishText(userId, 256)) return undefined;
+  const userAgent = absent(given.userAgent) ? context.userAgent : given.userAgent;
+  if (!isText(userAgent, 2048)) return undefined;
+  const referrer = absent(given.referrer) ? (context.referrer ?? null) : given.referrer;
+  if (!isNullishText(referrer, 8192)) return undefined;
+  const request = given.request;
+  if (request === null || typeof request !== "object" || Array.isArray(request)) return undefined;
+  const { method: givenMethod, url, videoId: givenVideoId } = request as Record<string, unknown>;
+  const method =
+    givenMethod === undefined ? "GET" : typeof givenMethod === "string" ? givenMethod.toUpperCase() : "";
+  if (!HTTP_METHOD_SET.has(method)) return undefined;
+  if (!isText(url, 8192) || !(url.startsWith("/") || ABSOLUTE_HTTP_URL.test(url))) return undefined;
+  const videoId = givenVideoId === "" ? null : givenVideoId;
+  if (!isNullishText(videoId, 256)) return undefined;
+  return {
+    eventId,
+    eventType: eventType as EventType,
+    eventTime,
+    sessionId,
+    userId,
+    userAgent,
+    referrer,
+    request: { method, url, videoId },
+  };
+}
+
+function isText(value: unknown, max: number): value is string {
+  return typeof value === "string" && value.length >= 1 && value.length <= max;
+}
+
+function isNullishText(value: unknown, max: number): value is string | null | undefined {
+  return value === undefined || value === null || isText(value, max);
+}
+
 /**
  * Fills what the request knows where the event has nothing, and the lenient spellings trackers
  * use: "" for "not known", a lower-case method. Done here rather than as zod preprocess steps,
  * which cost a pipe per field on the hot path.
  */
+/** The slow path, and the reference the fast one is tested against: `normalize` then the zod schema. */
+export function schemaInput(raw: unknown, context: ServerContext) {
+  return clickEventInput.safeParse(normalize(raw, context));
+}
+
 function normalize(raw: unknown, context: ServerContext): unknown {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return raw;
   const given = raw as Record<string, unknown>;
