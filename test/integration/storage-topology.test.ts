@@ -90,8 +90,11 @@ describe("BlockPool storage: racks from the name node's topology table", () => {
     await writeTable(
       cluster.dataNodes.map((dn) => `127.0.0.1:${dn.xferPort} ${dn === moved ? "/zone-c" : "/zone-d"}`),
     );
+    // Every node on its new rack, not just the moved one: a node still on its old rack until its
+    // next heartbeat would be a third rack to place on.
+    const expected = cluster.dataNodes.map((dn) => (dn === moved ? "/zone-c" : "/zone-d"));
     await cluster.waitFor(
-      async () => (await racksInStatus()).filter((rack) => rack === "/zone-c").length === 1,
+      async () => (await racksInStatus()).join() === expected.join(),
       "the rewritten table's racks in /status",
     );
     for (const holders of await writeAndLocate("/topology/second")) expect(holders).toContain(moved);
