@@ -8,7 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blockPoolDefinition } from "../../src/api/blockpool.js";
 import { topicDefinition } from "../../src/api/topic.js";
 import { resourceType } from "../../src/controllers/common.js";
-import { closeKafkaAdmins, setDefaultKafkaBootstrap } from "../../src/controllers/topic/kafka.js";
+import {
+  closeKafkaAdmins,
+  createTopic,
+  setDefaultKafkaBootstrap,
+} from "../../src/controllers/topic/kafka.js";
 import { topicController, topicIdAnnotation } from "../../src/controllers/topic/reconcile.js";
 import { createLogger } from "../../src/log.js";
 import { finalizerName } from "../../src/operator/finalizer.js";
@@ -272,6 +276,11 @@ describe("Topic controller against Kafka", () => {
       ],
     });
     await waitFor("foreign topic visible", () => inKafka(foreign), { intervalMs: 250 });
+    // Creating it again says it was not created (kafkajs answers false rather than throwing), so a
+    // reconcile whose metadata missed the topic never takes it for its own.
+    expect(await createTopic(admin, { name: foreign, partitions: 3, replicationFactor: 3, config: {} })).toBe(
+      false,
+    );
     await client.create(
       topics,
       topic("foreign", {

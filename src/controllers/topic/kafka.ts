@@ -316,10 +316,14 @@ export interface DesiredTopic {
   config: Record<string, string>;
 }
 
-/** Creates a topic; answers false when it appeared meanwhile (another reconcile, another tool). */
+/**
+ * Creates a topic; answers false when it appeared meanwhile (another reconcile, another tool).
+ * kafkajs itself resolves false for TOPIC_ALREADY_EXISTS: ignoring its answer would adopt a
+ * topic that a metadata lookup on a lagging broker missed, and delete it with the resource.
+ */
 export async function createTopic(admin: Admin, topic: DesiredTopic): Promise<boolean> {
   try {
-    await admin.createTopics({
+    return await admin.createTopics({
       // kafkajs waits on the broker it calls the controller, which under KRaft may not have the new
       // topic yet and answers UNKNOWN_TOPIC_OR_PARTITION; the caller polls metadata instead.
       waitForLeaders: false,
@@ -332,7 +336,6 @@ export async function createTopic(admin: Admin, topic: DesiredTopic): Promise<bo
         },
       ],
     });
-    return true;
   } catch (error) {
     if (protocolErrorType(error) === "TOPIC_ALREADY_EXISTS") return false;
     throw error;
