@@ -423,38 +423,20 @@ export class NameNode {
 
   private async mkdirs(path: string, owner: string, permission: number): Promise<boolean> {
     const names = components(path);
-    let at: INode = this.namespace.root;
-    const missing: string[] = [];
-    let prefix = "";
-    for (const name of names) {
-      prefix += `/${name}`;
-      // Below the first missing component everything is missing: `at` stays the deepest existing
-      // directory, and a same-named entry there (mkdirs /a/x/a with /a/a existing) is not on the path.
-      const child: INode | undefined =
-        missing.length === 0 && at.kind === "DIRECTORY" ? at.children.get(name) : undefined;
-      if (at.kind !== "DIRECTORY")
-        throw new RemoteException(
-          "ParentNotDirectoryException",
-          `Parent path is not a directory: ${this.namespace.pathOf(at)}`,
-        );
-      if (!child) {
-        missing.push(prefix);
-        continue;
-      }
-      if (missing.length === 0) at = child;
-    }
-    this.permissions.checkTraverse(owner, at);
-    if (missing.length === 0) {
+    const { node: at, depth } = this.nearestExisting(path);
+    if (depth === names.length) {
+      this.permissions.checkTraverse(owner, at);
       if (at.kind !== "DIRECTORY")
         throw new RemoteException("FileAlreadyExistsException", `Path is not a directory: ${path}`);
       return true;
     }
-    this.permissions.checkWriteInto(owner, at);
     if (at.kind !== "DIRECTORY")
       throw new RemoteException(
         "ParentNotDirectoryException",
         `Parent path is not a directory: ${this.namespace.pathOf(at)}`,
       );
+    this.permissions.checkWriteInto(owner, at);
+    const missing = names.slice(depth).map((_, i) => `/${names.slice(0, depth + i + 1).join("/")}`);
     this.namespace.checkQuota(at, missing.length, 0);
     const mtime = Date.now();
     await Promise.all(
@@ -860,15 +842,20 @@ export class NameNode {
     this.permissions.checkStickyBit(user, parent, node);
   }
 
-  /** The deepest existing directory on the way to `path`: where a create or mkdirs adds entries. */
-  private nearestExisting(path: string): INode {
-    let at: INode = this.namespace.root;
+  /**
+   * The deepest existing inode on the way to `path` and how many of its components it covers:
+   * where a create or mkdirs adds entries (a file there means the path goes through a file).
+   */
+  private nearestExisting(path: string): { node: INode; depth: number } {
+    let node: INode = this.namespace.root;
+    let depth = 0;
     for (const name of components(path)) {
-      const child: INode | undefined = at.kind === "DIRECTORY" ? at.children.get(name) : undefined;
+      const child: INode | undefined = node.kind === "DIRECTORY" ? node.children.get(name) : undefined;
       if (!child) break;
-      at = child;
+      node = child;
+      depth++;
     }
-    return at;
+    return { node, depth };
   }
 
   fileStatus(node: INode, pathSuffix: string) {
@@ -1461,7 +1448,7 @@ export class NameNode {
     if (reads && node) this.checkAccess(user, node, READ);
     if (op === "APPEND" && node) this.checkAccess(user, node, WRITE);
     if (op === "CREATE") {
-      const ancestor = this.nearestExisting(path);
+      const ancestor = this.nearestExisting(path).node;
       if (ancestor === node && node && isTrue(params.get("overwrite"))) {
         this.checkAccess(user, node, WRITE);
         this.permissions.checkWriteInto(user, node.parent!);
