@@ -6,14 +6,16 @@
  * keeps `current` replicas; when the name node cannot be asked, it keeps them too: removing a
  * pod that may hold the last copy of a block is the one mistake a scale-down must not make.
  */
+import type { AdminState as DataNodeAdminState } from "../../dataplane/storage/protocol.js";
 import type { DataNodeReport } from "./nameNodeClient.js";
 
+/** The name node's admin states, checked against the type the name node itself reports with. */
 export const AdminState = {
   Normal: "NORMAL",
   DecommissionInProgress: "DECOMMISSION_INPROGRESS",
   Decommissioned: "DECOMMISSIONED",
   Dead: "DEAD",
-} as const;
+} as const satisfies Record<string, DataNodeAdminState>;
 
 /**
  * States in which removing the pod takes away no copy the name node counts on: decommissioned,
