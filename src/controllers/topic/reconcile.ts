@@ -456,7 +456,7 @@ export async function reconcileTopic(
   }
 
   const problems = [...outcome.problems];
-  const pools = await targetBlockPools(context, namespace, spec);
+  const pools = targetBlockPools(context, namespace, spec);
   problems.push(...pools.problems);
   const input: TopicBuildInput = {
     resource,
@@ -578,17 +578,20 @@ export async function cleanupTopic(resource: KubeObject, context: Context<KubeOb
  * another port than 9870 is followed. A pool that does not exist (yet) is reported; its sink
  * starts anyway and retries until the pool serves.
  */
-async function targetBlockPools(
+function targetBlockPools(
   context: Context<KubeObject>,
   namespace: string,
   spec: TopicSpec,
-): Promise<{ webHdfsPorts: Record<string, number>; problems: SpecProblem[] }> {
+): { webHdfsPorts: Record<string, number>; problems: SpecProblem[] } {
   const webHdfsPorts: Record<string, number> = {};
   const problems: SpecProblem[] = [];
   for (const [index, sink] of spec.sinks.entries()) {
     const pool = sink.target.blockPool?.blockPool;
     if (!pool || pool in webHdfsPorts) continue;
-    const found = await context.client.find(resourceType(blockPoolDefinition), namespace, pool);
+    // From the watch's cache: the watch below wakes this Topic when the pool appears or changes.
+    const found = context
+      .cachedObjects(resourceType(blockPoolDefinition), { namespace })
+      .find((candidate) => candidate.metadata.name === pool);
     if (!found) {
       problems.push({
         reason: Reason.DependencyNotFound,
