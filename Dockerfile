@@ -1,19 +1,34 @@
-# syntax=docker/dockerfile:1
 # One image for the operator and every data-plane role: `tributary operator`, `tributary collector`, ...
+#
+#   docker build -t tributary:dev .
+#
+# BASE_IMAGE: any Debian bookworm image with Node.js 20 and npm, and a `node` user of uid 1000.
+# The test environment, which cannot pull from a registry, builds one with debootstrap
+# (testenv/node/node.sh) and passes it here; NPM_CONFIG_REGISTRY points npm at a mirror.
+ARG BASE_IMAGE=node:20-bookworm-slim
 
-FROM node:20-bookworm-slim AS build
+FROM ${BASE_IMAGE} AS build
+ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: the only install script is the benchmark's native Reed-Solomon addon (a dev
+# dependency, compared against in bench/erasure), which the slim base cannot compile.
+RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --ignore-scripts && npm cache clean --force
 
-FROM node:20-bookworm-slim AS runtime
-# ffmpeg: VideoCollector pods cut camera streams into frames with it.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg ca-certificates tini \
- && rm -rf /var/lib/apt/lists/*
+FROM ${BASE_IMAGE} AS runtime
+# ffmpeg: VideoCollector pods cut camera streams into frames with it. tini reaps and forwards
+# signals. A base that already carries both (the test environment's) skips the download.
+# npm and corepack are build tools: the pods never install anything, so they are left out.
+RUN if ! command -v ffmpeg >/dev/null || ! command -v tini >/dev/null; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends ffmpeg ca-certificates tini \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules

@@ -1,6 +1,7 @@
 /**
  * The operator under a burst: 500 Dags created at once against the test environment's API
- * server. Reported: time until all are Ready and the p50/p99 of one reconcile, beside a
+ * server. Reported: time until all are settled (the status of their spec written: accepted, as
+ * a valid Dag is while no data plane runs Dags) and the p50/p99 of one reconcile, beside a
  * baseline from the same run — the same runtime (informer, queue, finalizer) with a no-op
  * reconcile — so the ratio shows what the Dag reconciler adds over the runtime itself.
  */
@@ -16,6 +17,7 @@ import {
   createNamespace,
   deleteNamespace,
   deleteTributaryResources,
+  isAccepted,
   testClient,
 } from "../test/integration/operator-harness.js";
 import { uniqueName } from "../test/support/env.js";
@@ -143,13 +145,13 @@ export async function run(): Promise<void> {
   const dag = await measure(
     "Dag reconcile (validate + status)",
     dagController,
-    (objects) => objects.filter((object) => condition(object, "Ready")?.status === "True").length >= count,
+    (objects) => objects.filter(isAccepted).length >= count,
   );
   const rows = [baseline, dag].map((row) => ({
     case: row.name,
     resources: count,
     "all created (ms)": Math.round(row.createdMs),
-    "all Ready (ms)": Math.round(row.allDoneMs),
+    "all settled (ms)": Math.round(row.allDoneMs),
     "settled after last create (ms)": Math.round(row.allDoneMs - row.createdMs),
     reconciles: row.reconciles,
     "reconcile p50 (ms)": Number(row.p50Ms.toFixed(2)),
@@ -162,13 +164,7 @@ export async function run(): Promise<void> {
   // 500 objects paces both cases alike, so the settle time after the last create is where the
   // reconciler's own cost shows.
   process.stdout.write(
-    `ratio against the no-op baseline: all Ready ×${(dag.allDoneMs / baseline.allDoneMs).toFixed(2)}, settled after the last create ×${((dag.allDoneMs - dag.createdMs) / Math.max(1, baseline.allDoneMs - baseline.createdMs)).toFixed(2)}\n`,
-  );
-}
-
-function condition(object: KubeObject, type: string) {
-  return (object.status as { conditions?: { type: string; status: string }[] } | undefined)?.conditions?.find(
-    (entry) => entry.type === type,
+    `ratio against the no-op baseline: all settled ×${(dag.allDoneMs / baseline.allDoneMs).toFixed(2)}, settled after the last create ×${((dag.allDoneMs - dag.createdMs) / Math.max(1, baseline.allDoneMs - baseline.createdMs)).toFixed(2)}\n`,
   );
 }
 

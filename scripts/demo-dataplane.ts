@@ -1,281 +1,203 @@
 /**
- * The data-plane half of `npm run demo`: the Kafka topic the operator made for the demo Topic, a
- * clickstream collector and a Parquet sink on loopback (the same roles the operator's pods run),
- * events posted over HTTP and read back from the Parquet files, and an RS-6-3 stripe rebuilt
- * after three of its nine fragments are lost.
+ * The data half of `npm run demo`, all through the pods the operator made from the demo's Topic
+ * and BlockPool: events posted to the collector's Service (kubectl port-forward), counted in
+ * Kafka, read back from the Parquet sink's files inside its pod, and found as Avro files in the
+ * BlockPool through WebHDFS; then a refused event and a data node deleted and brought back.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
-import { parquetReadObjects } from "hyparquet";
 import { Kafka, logLevel } from "kafkajs";
-import { createErasureCoder } from "../src/dataplane/storage/erasure/index.js";
-import { StorageCluster, stopRole } from "../test/integration/storage-cluster.js";
+import { kubectl, kubectlJson, portForward, webHdfs } from "../test/e2e/cluster.js";
+import { clickEvents } from "../test/support/click-events.js";
 
-const env = (name: string): string => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through scripts/demo`);
-  return value;
-};
-
-const brokers = env("TRIBUTARY_TESTENV_KAFKA_BROKERS");
-const run = env("TRIBUTARY_TESTENV_RUN");
 const namespace = process.argv[2] ?? "tributary-demo";
 const topic = "demo.clickstream.v1";
-const collectorPort = 18090;
-const lake = join(run, "demo", "lake");
-const children: ChildProcess[] = [];
+const brokers = (process.env.TRIBUTARY_TESTENV_KAFKA_BROKERS ?? "").split(",");
 
 function say(text: string): void {
   console.log(`\n\u001b[1m== ${text}\u001b[0m`);
 }
 
-function startRole(role: string, args: string[], log: string): ChildProcess {
-  // node --import tsx, not npx: a signal must reach the role itself, not a wrapper around it.
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", role, ...args], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TRIBUTARY_LOG_LEVEL: "warn" },
-  });
-  const lines: string[] = [];
-  const keep = (chunk: Buffer) => lines.push(chunk.toString());
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
-  child.on("exit", (code, signal) => {
-    if (code !== 0 && signal !== "SIGTERM")
-      console.error(`${log} exited (${code ?? signal}):\n${lines.join("")}`);
-  });
-  children.push(child);
-  return child;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, seconds = 60): Promise<T> {
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, seconds = 180): Promise<T> {
   const deadline = Date.now() + seconds * 1000;
+  let last: unknown;
   for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${seconds}s`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`${what} did not happen within ${seconds}s (${last ?? "no answer"})`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
   }
 }
 
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await exited;
+const events = clickEvents(2000, { seed: 11, startMs: Date.now() - 3_600_000, spanMs: 3_600_000 });
+
+async function postEvents(): Promise<void> {
+  say("2,000 events POSTed to the collector Service (kubectl port-forward service/clickstream-collector)");
+  const forward = await portForward(namespace, "service/clickstream-collector", 8080);
+  try {
+    let accepted = 0;
+    for (let start = 0; start < events.length; start += 500) {
+      const response = await fetch(`http://127.0.0.1:${forward.port}/v1/events`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(events.slice(start, start + 500)),
+      });
+      const body = (await response.json()) as { accepted: number };
+      accepted += body.accepted;
+      console.log(`POST /v1/events (500 events): HTTP ${response.status}, accepted ${body.accepted}`);
+    }
+    const bad = { ...events[0], eventId: "not-a-uuid", eventType: "teleport" };
+    const response = await fetch(`http://127.0.0.1:${forward.port}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([bad]),
+    });
+    const body = (await response.json()) as { results: { errors?: { field: string; message: string }[] }[] };
+    console.log(
+      `a malformed event: HTTP ${response.status}, ${body.results[0]?.errors?.map((e) => `${e.field}: ${e.message}`).join("; ")} (kept in ${topic}.dlq)`,
+    );
+    console.log(`${accepted} events acknowledged, each only after Kafka had it`);
+  } finally {
+    forward.close();
+  }
 }
 
-async function showTopic(): Promise<void> {
-  say(`Kafka topic ${topic} (made by the Topic controller in namespace ${namespace})`);
-  const admin = new Kafka({
-    clientId: "tributary-demo",
-    brokers: brokers.split(","),
-    logLevel: logLevel.NOTHING,
-  }).admin();
+async function showKafka(): Promise<void> {
+  say(`Kafka topic ${topic}, made by the Topic controller`);
+  const admin = new Kafka({ clientId: "tributary-demo", brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
-    const metadata = await waitFor("the topic to exist", async () => {
-      const found = await admin.fetchTopicMetadata({ topics: [topic] });
-      return found.topics[0];
-    });
-    for (const partition of metadata.partitions) {
-      console.log(
-        `partition ${partition.partitionId}: leader ${partition.leader}, replicas [${partition.replicas}], in sync [${partition.isr}]`,
-      );
-    }
+    const offsets = await admin.fetchTopicOffsets(topic);
+    for (const partition of offsets)
+      console.log(`partition ${partition.partition}: ${partition.high} events`);
+    console.log(`total ${offsets.reduce((sum, partition) => sum + Number(partition.high), 0)}`);
   } finally {
     await admin.disconnect();
   }
 }
 
-async function collectAndSink(): Promise<void> {
-  say("a clickstream collector and a Parquet sink on loopback");
-  await rm(lake, { recursive: true, force: true });
-  await mkdir(lake, { recursive: true });
-  const collector = startRole(
-    "collector",
-    [
-      "--brokers",
-      brokers,
-      "--topic",
-      topic,
-      "--dlq-topic",
-      `${topic}.dlq`,
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(collectorPort),
-    ],
-    "collector",
-  );
-  await waitFor("the collector to be ready", async () =>
-    (await fetch(`http://127.0.0.1:${collectorPort}/readyz`)).ok ? true : undefined,
-  );
+// Runs in the sink's pod with the image's own Node.js and hyparquet.
+const readParquetFiles = `
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parquetReadObjects } from "hyparquet";
+const root = "/var/lib/tributary/sink";
+const files = readdirSync(root, { recursive: true }).map(String).filter((f) => f.endsWith(".parquet")).sort();
+let rows = 0, first;
+for (const file of files) {
+  const bytes = readFileSync(join(root, file));
+  const read = await parquetReadObjects({ file: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  rows += read.length;
+  first ??= read[0];
+}
+console.log(JSON.stringify({ files, rows, first }, (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+`;
 
-  const sessions = ["session-alice", "session-bob", "session-carol"];
-  const events = Array.from({ length: 300 }, (_, i) => ({
-    eventTime: new Date(Date.now() - (300 - i) * 1000).toISOString(),
-    eventType: i % 10 === 0 ? "play" : "page_view",
-    sessionId: sessions[i % 3],
-    userId: i % 3 === 0 ? "alice" : null,
-    userAgent: "Mozilla/5.0 (demo)",
-    request: { method: "GET", url: `/watch?v=${i % 7}&t=${i}`, videoId: `v${i % 7}` },
-  }));
-  // Two events the collector must refuse, and say why; they go to the dead-letter topic.
-  const bad = [
-    { ...events[0], eventTime: "yesterday" },
-    { ...events[1], eventType: "teleport", request: { url: "watch" } },
-  ];
-  const response = await fetch(`http://127.0.0.1:${collectorPort}/v1/events`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ events: [...events, ...bad] }),
+async function showParquet(): Promise<void> {
+  say(
+    "Parquet files on the sink's volume (read in the sink's pod: kubectl exec deploy/clickstream-sink-lake-parquet)",
+  );
+  const listed = await waitFor("the Parquet sink to commit every event", async () => {
+    const out = await kubectl([
+      "exec",
+      "-n",
+      namespace,
+      "deployment/clickstream-sink-lake-parquet",
+      "--",
+      "node",
+      "--input-type=module",
+      "-e",
+      readParquetFiles,
+    ]);
+    const parsed = JSON.parse(out) as { files: string[]; rows: number; first: unknown };
+    return parsed.rows >= events.length ? parsed : undefined;
   });
-  const body = (await response.json()) as {
-    accepted: number;
-    refused: number;
-    results: { status: string; errors?: { field: string; message: string }[] }[];
-  };
-  console.log(`POST /v1/events: HTTP ${response.status}, accepted ${body.accepted}, refused ${body.refused}`);
-  for (const result of body.results.filter((r) => r.status === "refused").slice(0, 5)) {
-    console.log(`  refused: ${result.errors?.map((e) => `${e.field}: ${e.message}`).join("; ")}`);
-  }
+  for (const file of listed.files.slice(0, 4)) console.log(`  ${file}`);
+  if (listed.files.length > 4) console.log(`  ... ${listed.files.length} files`);
+  console.log(`${listed.rows} rows; the first: ${JSON.stringify(listed.first).slice(0, 240)}...`);
+}
 
-  const sink = startRole(
-    "sink",
-    [
-      "--brokers",
-      brokers,
-      "--topic",
-      topic,
-      "--group-id",
-      "tributary-demo-lake",
-      "--format",
-      "parquet",
-      "--target-dir",
-      lake,
-      "--roll-max-age-ms",
-      "2000",
-      "--metrics-host",
-      "127.0.0.1",
-      "--metrics-port",
-      "0",
-    ],
-    "sink",
+interface FileStatus {
+  pathSuffix: string;
+  type: string;
+  length: number;
+  replication: number;
+}
+
+async function listPool(path: string): Promise<FileStatus[]> {
+  const listed = await webHdfs(namespace, "lake", "GET", path, "op=LISTSTATUS");
+  if (listed.status !== 200) throw new Error(`LISTSTATUS ${path}: HTTP ${listed.status}`);
+  return (JSON.parse(listed.body.toString()) as { FileStatuses: { FileStatus: FileStatus[] } }).FileStatuses
+    .FileStatus;
+}
+
+async function walkPool(path: string): Promise<{ path: string; status: FileStatus }[]> {
+  const found: { path: string; status: FileStatus }[] = [];
+  for (const entry of await listPool(path)) {
+    const child = `${path}/${entry.pathSuffix}`;
+    if (entry.type === "DIRECTORY") found.push(...(await walkPool(child)));
+    else found.push({ path: child, status: entry });
+  }
+  return found;
+}
+
+async function showBlockPool(): Promise<void> {
+  say("Avro files in the BlockPool lake (WebHDFS through the name node's Service, with curl)");
+  const files = await waitFor("the Avro sink to commit a file into the pool", async () => {
+    const found = (await walkPool("/lake/clickstream")).filter((file) => file.path.endsWith(".avro"));
+    return found.length > 0 ? found : undefined;
+  });
+  for (const file of files.slice(0, 4))
+    console.log(`  ${file.path}  ${file.status.length} B, replication ${file.status.replication}`);
+
+  const status = async () =>
+    (
+      await kubectlJson<{
+        status?: {
+          activeNameNode?: string;
+          liveDataNodes?: number;
+          underReplicatedBlocks?: number;
+          blocks?: number;
+        };
+      }>(["get", "blockpool", "lake", "-n", namespace])
+    ).status ?? {};
+  const before = await status();
+  console.log(
+    `active name node ${before.activeNameNode}, ${before.liveDataNodes} live data nodes, ${before.blocks} blocks`,
   );
-  const files = await waitFor(
-    "Parquet files with every accepted event",
+  say("a data-node pod deleted: the StatefulSet brings it back, status shows replication whole again");
+  await kubectl(["delete", "pod", "lake-datanode-1", "-n", namespace]);
+  const after = await waitFor(
+    "three live data nodes and no under-replicated block",
     async () => {
-      const found = await parquetFiles(lake);
-      let rows = 0;
-      for (const file of found) rows += (await readParquet(file)).length;
-      return rows >= body.accepted ? found : undefined;
+      const current = await status();
+      return current.liveDataNodes === 3 && current.underReplicatedBlocks === 0 ? current : undefined;
     },
-    90,
-  );
-  await stop(sink);
-  await stop(collector);
-
-  let rows: Record<string, unknown>[] = [];
-  for (const file of files) rows = rows.concat(await readParquet(file));
-  console.log(`${files.length} Parquet file(s) under ${lake}, ${rows.length} rows, for example:`);
-  for (const file of files.slice(0, 3)) console.log(`  ${file.slice(lake.length + 1)}`);
-  const first = rows[0] ?? {};
-  console.log(
-    `  ${JSON.stringify(first, (_key, value) => (typeof value === "bigint" ? Number(value) : value)).slice(0, 300)}`,
-  );
-  const bySession = new Map<string, number>();
-  for (const row of rows)
-    bySession.set(String(row.sessionId), (bySession.get(String(row.sessionId)) ?? 0) + 1);
-  console.log(`  events per session: ${[...bySession].map(([s, n]) => `${s}=${n}`).join(", ")}`);
-}
-
-async function blockStorage(): Promise<void> {
-  say("BlockPool roles on loopback: a name node, four data nodes on two racks, replication 3");
-  const cluster = await StorageCluster.start({ dataNodes: 4, racks: ["/rack-a", "/rack-b"] });
-  try {
-    const client = cluster.client("demo");
-    const files = await parquetFiles(lake);
-    await client.mkdirs("/lake/clickstream");
-    for (const file of files) {
-      await client.create(`/lake/clickstream/${file.split("/").pop()}`, await readFile(file), {
-        blockSize: 1024 * 1024,
-      });
-    }
-    const listing = await client.list("/lake/clickstream");
-    console.log(
-      `WebHDFS LISTSTATUS /lake/clickstream: ${listing.map((f) => `${f.pathSuffix} (${f.length} B)`).join(", ")}`,
-    );
-    const refused = await cluster
-      .client("mallory")
-      .delete("/lake", { recursive: true })
-      .catch((error: Error) => error);
-    console.log(`mallory deleting /lake: ${refused instanceof Error ? refused.message : "allowed!"}`);
-    const first = `/lake/clickstream/${listing[0]!.pathSuffix}`;
-    const { blocks } = await cluster.blockLocations(first);
-    console.log(
-      `${first}: ${blocks.length} block(s) of up to 1 MiB, ${blocks[0]?.locations.length} replicas each`,
-    );
-    await stopRole(cluster.dataNodes[0]!, "SIGKILL");
-    console.log("kill -9 of one data node ...");
-    await cluster.waitFor(
-      async () => {
-        const status = await cluster.status();
-        return status.liveDataNodes === 3 && status.underReplicatedBlocks === 0;
-      },
-      "replication back to 3",
-      90_000,
-    );
-    const copy = await client.open(first);
-    const original = await readFile(files[0]!);
-    console.log(
-      `replication back to 3 on the three live nodes; read back ${copy.length} B, identical: ${copy.equals(original)}`,
-    );
-  } finally {
-    await cluster.stop();
-  }
-}
-
-async function parquetFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((entry) => entry.isFile() && entry.name.endsWith(".parquet") && !entry.name.startsWith("."))
-    .map((entry) => join(entry.parentPath, entry.name))
-    .sort();
-}
-
-async function readParquet(file: string): Promise<Record<string, unknown>[]> {
-  const bytes = await readFile(file);
-  const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  return parquetReadObjects({ file: buffer });
-}
-
-function erasureCoding(): void {
-  say("Reed-Solomon RS-6-3: lose three of nine fragments, read the data back");
-  const coder = createErasureCoder("RS-6-3");
-  const cell = 1024 * 1024;
-  const data = Array.from({ length: 6 }, () => new Uint8Array(randomBytes(cell)));
-  // Copies: the fast coder may hand back views of its own memory, reused by the next call.
-  const parity = coder.encode(data).map((cell) => cell.slice());
-  const fragments: (Uint8Array | null)[] = [...data, ...parity];
-  const lost = [0, 4, 7];
-  for (const index of lost) fragments[index] = null;
-  const rebuilt = coder.reconstruct(fragments, lost);
-  const intact = lost.every((index, i) =>
-    Buffer.from(rebuilt[i]!).equals(Buffer.from(index < 6 ? data[index]! : parity[index - 6]!)),
+    300,
   );
   console.log(
-    `fragments ${lost.join(", ")} lost and rebuilt from the other six: ${intact ? "identical" : "DIFFERENT"}`,
+    `${after.liveDataNodes} live data nodes, ${after.underReplicatedBlocks} under-replicated blocks`,
   );
-  if (!intact) process.exitCode = 1;
+  const first = files[0]!;
+  const read = await webHdfs(namespace, "lake", "GET", first.path, "op=OPEN");
+  console.log(`read ${first.path} back: ${read.body.length} B (HTTP ${read.status})`);
 }
 
-try {
-  await showTopic();
-  await collectAndSink();
-  await blockStorage();
-  erasureCoding();
-} finally {
-  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+function summary(): void {
+  say("what runs where");
+  console.log(`the operator (2 replicas, one leading): namespace tributary-system, kubectl logs -n tributary-system deploy/tributary
+the collector, the two sinks, 2 name nodes and 3 data nodes: pods in ${namespace}, from the same image
+Kafka, PostgreSQL and Redis of the test environment: on this machine (bash scripts/testenv status)
+look further:
+  kubectl get tributary,pods -n ${namespace}            kubectl describe topic clickstream -n ${namespace}
+  kubectl port-forward -n ${namespace} service/clickstream-collector 8080   then POST http://127.0.0.1:8080/v1/events`);
 }
+
+await postEvents();
+await showKafka();
+await showParquet();
+await showBlockPool();
+summary();

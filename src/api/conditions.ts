@@ -36,12 +36,18 @@ export const Reason = {
   InvalidSpec: "InvalidSpec",
   ReconcileFailed: "ReconcileFailed",
   ReconciliationPaused: "ReconciliationPaused",
+  /** The spec is valid, but this version of Tributary runs nothing for the kind yet. */
+  DataPlaneNotAvailable: "DataPlaneNotAvailable",
   Stopped: "Stopped",
   Deleting: "Deleting",
   CleanupFailed: "CleanupFailed",
   DependencyNotFound: "DependencyNotFound",
   DependencyNotReady: "DependencyNotReady",
   SecretNotFound: "SecretNotFound",
+  /** A container of the resource's pods cannot start or keeps dying (image, config, crash, memory). */
+  PodsFailing: "PodsFailing",
+  /** A pod of the resource fits on no node; the scheduler's message says why. */
+  PodsUnschedulable: "PodsUnschedulable",
   // Topic
   KafkaUnavailable: "KafkaUnavailable",
   TopicCreated: "TopicCreated",

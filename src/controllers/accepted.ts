@@ -1,6 +1,7 @@
 /**
  * The reconcile of a kind that, for now, validates and reports status without spawning
- * children of its own: parse, check what the CRD schema cannot, write conditions.
+ * children of its own: parse, check what the CRD schema cannot, write conditions. A valid
+ * spec is accepted but not Ready (`DataPlaneNotAvailable`): nothing runs for it yet.
  */
 import type { ResourceDefinition, SpecOf } from "../api/resource.js";
 import type { Context, ControllerDefinition } from "../operator/controller.js";
@@ -46,7 +47,7 @@ export function acceptingController<D extends ResourceDefinition>(
       }
       const paused = spec.clusterOperation?.reconciliationPaused ?? false;
       const fields = paused ? kept : (kind.statusFields?.(spec, resource, peers) ?? kept);
-      await writeHealth(context, resource, acceptedHealth(paused), fields);
+      await writeHealth(context, resource, acceptedHealth(kind.definition.kind, paused), fields);
       return undefined;
     },
     cleanup: async () => {},

@@ -2,12 +2,13 @@
  * What every reconciler shares: parsing the stored spec, the standard labels of children,
  * and the status written for the states every kind knows (invalid spec, paused, stopped).
  */
-import { ConditionStatus, Reason } from "../api/conditions.js";
+import { ConditionStatus, ConditionType, findCondition, Reason } from "../api/conditions.js";
 import { parseSpec, type ResourceDefinition, type SpecOf } from "../api/resource.js";
 import { managedByLabel, managedByValue } from "../operator/apply.js";
 import { type Condition, type Health, healthConditions } from "../operator/conditions.js";
 import { type Context, TerminalError } from "../operator/controller.js";
 import type { KubeObject, ResourceType } from "../operator/kube.js";
+import type { PodProblem } from "./podHealth.js";
 
 /** The REST coordinates of a resource definition, for the runtime. */
 export function resourceType(definition: ResourceDefinition): ResourceType {
@@ -26,13 +27,23 @@ export function specOf<D extends ResourceDefinition>(definition: D, resource: Ku
   return parsed.spec;
 }
 
-/** Labels every child carries; the selector labels are the stable subset. */
-export function selectorLabels(resource: KubeObject, component: string): Record<string, string> {
+/** The label that names the resource a child (and each pod of a child) belongs to. */
+export const instanceLabel = "app.kubernetes.io/instance";
+
+/**
+ * Labels every child of a resource carries, whatever its role. Pods carry them too, though
+ * their owner is a ReplicaSet or a StatefulSet: they are how a pod is traced to its resource.
+ */
+export function instanceLabels(resource: KubeObject): Record<string, string> {
   return {
     "app.kubernetes.io/name": resource.kind.toLowerCase(),
-    "app.kubernetes.io/instance": resource.metadata.name,
-    "app.kubernetes.io/component": component,
+    [instanceLabel]: resource.metadata.name,
   };
+}
+
+/** Labels every child carries; the selector labels are the stable subset. */
+export function selectorLabels(resource: KubeObject, component: string): Record<string, string> {
+  return { ...instanceLabels(resource), "app.kubernetes.io/component": component };
 }
 
 export function childLabels(resource: KubeObject, component: string): Record<string, string> {
@@ -98,6 +109,23 @@ export async function reportProblems<T extends KubeObject>(
   await context.event(resource, "Warning", first.reason, message);
 }
 
+/**
+ * A Warning event when the resource turns Degraded for its pods, beside the kubelet's own events
+ * in `kubectl describe`; not again while the stored Degraded already says so, so a pod in
+ * CrashLoopBackOff does not add an event on every reconcile.
+ */
+export async function announcePodProblem<T extends KubeObject>(
+  context: Context<T>,
+  resource: T,
+  health: Health,
+  problem: PodProblem | undefined,
+): Promise<void> {
+  if (!problem || health.degraded.reason !== problem.reason) return;
+  const previous = findCondition(storedStatus(resource).conditions, ConditionType.Degraded);
+  if (previous?.status === ConditionStatus.True && previous.reason === problem.reason) return;
+  await context.event(resource, "Warning", problem.reason, problem.message);
+}
+
 /** A paused resource: Ready as it was left, its spec changes ignored until the pause ends. */
 export const pausedHealth: Health = {
   ready: {
@@ -113,17 +141,25 @@ export const pausedHealth: Health = {
   degraded: { status: ConditionStatus.False, reason: Reason.ReconciliationPaused, message: "" },
 };
 
-/** The health of a resource that validates but spawns nothing yet (its data-plane side comes later). */
-export function acceptedHealth(paused: boolean): Health {
+/**
+ * The health of a valid resource of a kind whose data plane does not exist yet: not Ready,
+ * since nothing runs for it, and not Degraded, since its spec is fine; kstatus, `kubectl wait`
+ * and the READY column then say what is true rather than that a pipeline runs.
+ */
+export function acceptedHealth(kind: string, paused: boolean): Health {
   if (paused) return pausedHealth;
   return {
     ready: {
-      status: ConditionStatus.True,
-      reason: Reason.Reconciled,
-      message: "the spec is valid and accepted",
+      status: ConditionStatus.False,
+      reason: Reason.DataPlaneNotAvailable,
+      message: `the spec is valid; this version of Tributary does not yet run a data plane for ${kind}, so nothing runs for it`,
     },
-    progressing: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
-    degraded: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
+    progressing: {
+      status: ConditionStatus.False,
+      reason: Reason.DataPlaneNotAvailable,
+      message: `nothing to roll out until Tributary runs a data plane for ${kind}`,
+    },
+    degraded: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "the spec is valid" },
   };
 }
 

@@ -29,7 +29,7 @@ import {
   type KubeObject,
   type ResourceType,
 } from "../../src/operator/kube.js";
-import { testEnv, uniqueName } from "../support/env.js";
+import { offNodeNamespaceAnnotations, testEnv, uniqueName } from "../support/env.js";
 
 const root = join(import.meta.dirname, "..", "..");
 const chart = join(root, "charts", "tributary");
@@ -227,7 +227,7 @@ async function createNamespace(name: string, labels: Record<string, string> = {}
   await adminClient.create(builtin.namespace, {
     apiVersion: "v1",
     kind: "Namespace",
-    metadata: { name, labels },
+    metadata: { name, labels, annotations: offNodeNamespaceAnnotations },
   });
 }
 

@@ -13,10 +13,10 @@ import { builtin } from "../../src/operator/kube.js";
 import { testEnv, uniqueName } from "../support/env.js";
 import {
   applyCrds,
-  condition,
   createNamespace,
   deleteNamespace,
   deleteTributaryResources,
+  isAccepted,
   testClient,
   waitFor,
 } from "./operator-harness.js";
@@ -92,17 +92,15 @@ async function leaseHolder(): Promise<string | undefined> {
   return ((lease?.spec ?? {}) as { holderIdentity?: string }).holderIdentity ?? undefined;
 }
 
-async function createDagAndWaitReady(name: string): Promise<void> {
+/** Creates a Dag and waits until the leader has reconciled it: accepted, as a valid Dag is. */
+async function createDagAndWaitAccepted(name: string): Promise<void> {
   await client.create(dags, {
     apiVersion: dagDefinition.apiVersion,
     kind: "Dag",
     metadata: { name, namespace },
     spec: { tasks: [{ id: "only", command: ["true"] }] },
   });
-  await waitFor(
-    `${name} reconciled`,
-    async () => condition(await client.get(dags, namespace, name), "Ready")?.status === "True",
-  );
+  await waitFor(`${name} reconciled`, async () => isAccepted(await client.get(dags, namespace, name)));
 }
 
 beforeAll(async () => {
@@ -132,7 +130,7 @@ describe("leader election", () => {
       return holder && identities.includes(holder) ? holder : undefined;
     });
     const [leader, standby] = leaderIdentity === identities[0] ? [first, second] : [second, first];
-    await createDagAndWaitReady("under-first-leader");
+    await createDagAndWaitAccepted("under-first-leader");
     // Only the leader reconciles: the standby's log shows no reconcile activity.
     expect(standby.logs.some((line) => line.includes("leading: starting controllers"))).toBe(false);
 
@@ -144,7 +142,7 @@ describe("leader election", () => {
     await waitFor("standby took over", async () => (await leaseHolder()) === standbyIdentity, {
       timeoutMs: 30_000,
     });
-    await createDagAndWaitReady("under-second-leader");
+    await createDagAndWaitAccepted("under-second-leader");
 
     // Abrupt: a third process waits while the leader is killed without releasing anything;
     // it takes over once the lease expires.
@@ -167,6 +165,6 @@ describe("leader election", () => {
     process.stdout.write(
       `takeover after SIGKILL: ${Date.now() - killedAt} ms (lease duration ${leaseSeconds.duration * 1000} ms)\n`,
     );
-    await createDagAndWaitReady("under-third-leader");
+    await createDagAndWaitAccepted("under-third-leader");
   });
 });

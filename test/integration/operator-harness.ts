@@ -12,7 +12,7 @@ import {
   KubeClient,
   type KubeObject,
 } from "../../src/operator/kube.js";
-import { testEnv } from "../support/env.js";
+import { offNodeNamespaceAnnotations, testEnv } from "../support/env.js";
 
 export function testClient(): KubeClient {
   return KubeClient.fromFile(testEnv().kubeconfig);
@@ -33,8 +33,13 @@ export async function applyCrds(client: Client): Promise<void> {
   }
 }
 
+/** A namespace whose pods stay Pending (see offNodeNamespaceAnnotations). */
 export async function createNamespace(client: Client, name: string): Promise<void> {
-  await client.create(builtin.namespace, { apiVersion: "v1", kind: "Namespace", metadata: { name } });
+  await client.create(builtin.namespace, {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: { name, annotations: offNodeNamespaceAnnotations },
+  });
 }
 
 export async function deleteNamespace(client: Client, name: string): Promise<void> {
@@ -79,6 +84,21 @@ export type Condition = {
 export function condition(object: KubeObject | undefined, type: string): Condition | undefined {
   return (object?.status as { conditions?: Condition[] } | undefined)?.conditions?.find(
     (entry) => entry.type === type,
+  );
+}
+
+/**
+ * Whether a resource of a kind without a data plane yet (CDCStream, VideoCollector, YarnQueue,
+ * Dag) is settled on its current spec: the controller accepted this generation, so Ready is
+ * False for DataPlaneNotAvailable (not for a problem in the spec) and nothing is Degraded.
+ */
+export function isAccepted(object: KubeObject | undefined): boolean {
+  const ready = condition(object, "Ready");
+  return (
+    ready?.status === "False" &&
+    ready.reason === "DataPlaneNotAvailable" &&
+    ready.observedGeneration === object?.metadata.generation &&
+    condition(object, "Degraded")?.status === "False"
   );
 }
 

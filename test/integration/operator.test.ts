@@ -21,6 +21,7 @@ import {
   createNamespace,
   deleteNamespace,
   deleteTributaryResources,
+  isAccepted,
   playKubelet,
   testClient,
   waitFor,
@@ -274,7 +275,7 @@ describe("validation the schema cannot express", () => {
     ).rejects.toThrow(/replication/);
   });
 
-  it("reports a Dag cycle as Degraded DagCycle and turns Ready when fixed", async () => {
+  it("reports a Dag cycle as Degraded DagCycle and accepts the Dag when fixed", async () => {
     const tasks = [
       { id: "extract", command: ["true"], dependsOn: ["load"] },
       { id: "transform", command: ["true"], dependsOn: ["extract"] },
@@ -295,10 +296,16 @@ describe("validation the schema cannot express", () => {
     await client.mergePatch(dags, namespace, "etl", {
       spec: { tasks: [{ ...tasks[0], dependsOn: [] }, tasks[1], tasks[2]] },
     });
-    await waitFor(
-      "Dag Ready",
-      async () => condition(await client.get(dags, namespace, "etl"), "Ready")?.status === "True",
-    );
+    // Accepted, yet not Ready: no data plane runs Dags in this version.
+    const accepted = await waitFor("Dag accepted", async () => {
+      const current = await client.get(dags, namespace, "etl");
+      return isAccepted(current) ? current : undefined;
+    });
+    expect(condition(accepted, "Ready")?.message).toContain("data plane for Dag");
+    expect(condition(accepted, "Progressing")).toMatchObject({
+      status: "False",
+      reason: "DataPlaneNotAvailable",
+    });
   });
 
   it("reports YarnQueue children whose capacities exceed 100% and clears it when a sibling shrinks", async () => {
@@ -319,12 +326,9 @@ describe("validation the schema cannot express", () => {
     }
     // Fixing one sibling clears the other too: siblings are reconciled together.
     await client.mergePatch(yarnQueues, namespace, "adhoc", { spec: { capacity: 40 } });
-    await waitFor("etl Ready again", async () => {
-      const current = await client.get(yarnQueues, namespace, "etl");
-      return (
-        condition(current, "Ready")?.status === "True" && condition(current, "Degraded")?.status === "False"
-      );
-    });
+    await waitFor("etl accepted again", async () =>
+      isAccepted(await client.get(yarnQueues, namespace, "etl")),
+    );
   });
 });
 
@@ -339,9 +343,8 @@ describe("runtime", () => {
       metadata: { name: "after-break", namespace },
       spec: { tasks: [{ id: "only", command: ["true"] }] },
     });
-    await waitFor(
-      "reconciled after the watch broke",
-      async () => condition(await client.get(dags, namespace, "after-break"), "Ready")?.status === "True",
+    await waitFor("reconciled after the watch broke", async () =>
+      isAccepted(await client.get(dags, namespace, "after-break")),
     );
     expect(informer.stats.watches).toBeGreaterThan(before.watches);
 
@@ -358,9 +361,8 @@ describe("runtime", () => {
       metadata: { name: "after-gone", namespace },
       spec: { tasks: [{ id: "only", command: ["true"] }] },
     });
-    await waitFor(
-      "reconciled after the relist",
-      async () => condition(await client.get(dags, namespace, "after-gone"), "Ready")?.status === "True",
+    await waitFor("reconciled after the relist", async () =>
+      isAccepted(await client.get(dags, namespace, "after-gone")),
     );
   });
 

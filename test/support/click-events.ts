@@ -33,7 +33,11 @@ export function clickEvents(
     "https://news.example.org/article/42",
     "https://t.co/abc",
   ];
-  const sessions = Array.from({ length: 400 }, (_, i) => `sess_${(i * 2654435761) >>> 0}`);
+  // Padded: a session id has at least 8 characters (the collector refuses shorter ones).
+  const sessions = Array.from(
+    { length: 400 },
+    (_, i) => `sess_${String((i * 2654435761) >>> 0).padStart(10, "0")}`,
+  );
   const startMs = options.startMs ?? Date.UTC(2026, 10, 26, 6, 30);
   const spanMs = options.spanMs ?? 2 * 3_600_000;
   const events: ClickEvent[] = [];

@@ -16,7 +16,8 @@ export interface TestEnv {
 
 const defaultRun = "/tmp/tributary-testenv";
 
-function parseExports(text: string): Record<string, string> {
+/** The `export NAME=value` lines of an env file that `scripts/testenv up` writes. */
+export function parseExports(text: string): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const line of text.split("\n")) {
     const match = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
@@ -57,6 +58,16 @@ export function testEnv(): TestEnv {
   };
   return cached;
 }
+
+/**
+ * Annotations of a namespace whose pods must never run: the API server's PodNodeSelector
+ * admission gives every pod there a node selector that no node matches. The integration tests
+ * exercise the operator alone and play the kubelet's part themselves (playKubelet); the test
+ * environment's real node runs only the pods of test/e2e.
+ */
+export const offNodeNamespaceAnnotations = {
+  "scheduler.alpha.kubernetes.io/node-selector": "tributary.dev/testenv-no-node=true",
+};
 
 /** A name unique to this test run, safe for namespaces, topics and databases. */
 export function uniqueName(prefix: string): string {

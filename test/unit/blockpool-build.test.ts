@@ -10,6 +10,7 @@ import { validateBlockPool } from "../../src/controllers/blockpool/validate.js";
 import { dataNodeConfig } from "../../src/dataplane/storage/datanode/main.js";
 import { nameNodeConfig } from "../../src/dataplane/storage/namenode/main.js";
 import type { KubeObject } from "../../src/operator/kube.js";
+import { expectRestricted, podTemplates } from "../support/pod-templates.js";
 
 const resource: KubeObject = {
   apiVersion: "tributary.dev/v1alpha1",
@@ -198,6 +199,63 @@ describe("BlockPool build", () => {
     expect(config.superusers).toEqual(["hdfs", "etl"]);
     expect(config.blockSize).toBe(128 * 1024 * 1024);
     expect(nameNodeConfig([], {}).permissionsEnabled).toBe(true);
+  });
+
+  it("runs every pod under the restricted Pod Security Standard, without a service-account token", () => {
+    const input = { ...build({ rackAwareness: {} }), topologyTable: "lake-datanode-0 /eu-west-1a\n" };
+    const templates = podTemplates(desiredChildren(input));
+    expect(templates.map((entry) => entry.workload)).toEqual([
+      "StatefulSet/lake-namenode",
+      "StatefulSet/lake-datanode",
+    ]);
+    for (const entry of templates) {
+      expectRestricted(entry);
+      // With a read-only root, the pod's own volumes are where it writes.
+      expect(entry.template.spec.containers[0]!.volumeMounts).toContainEqual({
+        name: "data",
+        mountPath: "/var/lib/tributary",
+      });
+    }
+  });
+
+  it("restricts a sidecar from podOverrides too, and lets the user's own security fields win", () => {
+    const workload = dataNodeStatefulSet(
+      build({
+        dataNodes: {
+          podOverrides: {
+            spec: {
+              automountServiceAccountToken: true,
+              securityContext: { supplementalGroups: [2000] },
+              containers: [
+                { name: "datanode", securityContext: { readOnlyRootFilesystem: false } },
+                { name: "exporter", image: "exporter:1" },
+              ],
+            },
+          },
+        },
+      }),
+    );
+    const [entry] = podTemplates([workload]);
+    const pod = entry!.template.spec;
+    expect(pod.automountServiceAccountToken).toBe(true);
+    expect(pod.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      fsGroup: 1000,
+      seccompProfile: { type: "RuntimeDefault" },
+      supplementalGroups: [2000],
+    });
+    expect(pod.containers.map((container) => [container.name, container.securityContext])).toEqual([
+      [
+        "datanode",
+        { allowPrivilegeEscalation: false, readOnlyRootFilesystem: false, capabilities: { drop: ["ALL"] } },
+      ],
+      [
+        "exporter",
+        { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+      ],
+    ]);
+    expect(pod.containers[0]!.command).toEqual(["tributary", "datanode"]);
   });
 
   it("is pure: the same input builds the same objects", () => {

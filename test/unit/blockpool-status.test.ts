@@ -13,6 +13,7 @@ import {
   type RoleState,
 } from "../../src/controllers/blockpool/status.js";
 import { topologyTable } from "../../src/controllers/blockpool/topology.js";
+import { type PodProblem, podProblem } from "../../src/controllers/podHealth.js";
 import type { KubeObject } from "../../src/operator/kube.js";
 
 const spec = blockPoolSpecSchema.parse({
@@ -174,6 +175,102 @@ describe("health from the name nodes", () => {
       scale: { phase: "steady", replicas: 0 },
     });
     expect(result.ready).toMatchObject({ status: "True", reason: "Stopped" });
+  });
+});
+
+describe("health from the pods", () => {
+  /** A data-node pod whose container cannot pull its image, as the kubelet reports it. */
+  const imagePullBackOff: KubeObject = {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: {
+      name: "lake-datanode-4",
+      namespace: "data",
+      labels: { "app.kubernetes.io/name": "blockpool", "app.kubernetes.io/instance": "lake" },
+    },
+    spec: { containers: [{ name: "datanode", image: "registry.example/tributary:0.3.0" }] },
+    status: {
+      phase: "Pending",
+      conditions: [
+        { type: "PodScheduled", status: "True" },
+        { type: "Ready", status: "False", reason: "ContainersNotReady" },
+      ],
+      containerStatuses: [
+        {
+          name: "datanode",
+          ready: false,
+          restartCount: 0,
+          image: "registry.example/tributary:0.3.0",
+          imageID: "",
+          state: {
+            waiting: {
+              reason: "ImagePullBackOff",
+              message: 'Back-off pulling image "registry.example/tributary:0.3.0"',
+            },
+          },
+        },
+      ],
+    },
+  };
+  const failing = podProblem([imagePullBackOff]);
+  const message =
+    'pod lake-datanode-4, container datanode: ImagePullBackOff: Back-off pulling image "registry.example/tributary:0.3.0"';
+  const unreachable = nameNodeView([
+    { pod: "lake-namenode-0", url: "http://nn-0", error: "GET http://nn-0/status: ENOTFOUND" },
+    { pod: "lake-namenode-1", url: "http://nn-1", error: "GET http://nn-1/status: ENOTFOUND" },
+  ]);
+  const withPods = (
+    view: ReturnType<typeof nameNodeView>,
+    roles: RoleState[],
+    pods: PodProblem | undefined,
+  ) => blockPoolHealth({ roles, stopped: false, spec, nameNodes: view, scale: steady, pods });
+
+  it("a pod that cannot run: Degraded with its reason, not Progressing, Ready from what still serves", () => {
+    const result = withPods(nameNodeView(answers()), rollingOut, failing);
+    expect(result.degraded).toEqual({ status: "True", reason: "PodsFailing", message });
+    expect(result.progressing).toEqual({
+      status: "False",
+      reason: "PodsFailing",
+      message: `the rollout cannot finish: ${message}`,
+    });
+    // The active name node still serves five live data nodes: the pool is Ready, and Degraded says why it limps.
+    expect(result.ready).toMatchObject({ status: "True", reason: "Serving" });
+  });
+
+  it("with the StatefulSets alone to go by: not Ready, for the pod's reason", () => {
+    const result = withPods(unreachable, rollingOut, failing);
+    expect(result.ready).toEqual({ status: "False", reason: "PodsFailing", message });
+    expect(result.degraded).toMatchObject({ status: "True", reason: "PodsFailing" });
+  });
+
+  it("recovered pods: Degraded False again, Ready and Progressing as the workloads say", () => {
+    expect(withPods(unreachable, rollingOut, undefined)).toEqual(
+      blockPoolHealth({ roles: rollingOut, stopped: false, spec, nameNodes: unreachable, scale: steady }),
+    );
+    const settledAgain = withPods(nameNodeView(answers()), settled, podProblem([]));
+    expect(settledAgain.degraded.status).toBe("False");
+    expect(settledAgain.ready).toMatchObject({ status: "True", reason: "Serving" });
+    expect(settledAgain.progressing).toMatchObject({ status: "False", reason: "Reconciled" });
+  });
+
+  it("missing blocks stay the Degraded reason; a waiting decommission stays Progressing", () => {
+    const missing = withPods(nameNodeView(answers({ missingBlocks: 1 })), rollingOut, failing);
+    expect(missing.degraded).toMatchObject({ status: "True", reason: "MissingBlocks" });
+    const decommissioning = blockPoolHealth({
+      roles: settled,
+      stopped: false,
+      spec,
+      nameNodes: nameNodeView(answers()),
+      scale: {
+        phase: "decommissioning",
+        replicas: 5,
+        desired: 4,
+        retiring: [{ pod: "lake-datanode-4", state: "DECOMMISSION_INPROGRESS", done: false }],
+      },
+      pods: failing,
+    });
+    expect(decommissioning.progressing).toMatchObject({ status: "True", reason: "Decommissioning" });
+    expect(decommissioning.degraded).toMatchObject({ status: "True", reason: "PodsFailing" });
   });
 });
 

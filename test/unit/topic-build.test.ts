@@ -16,6 +16,7 @@ import {
 import { collectorConfigSchema } from "../../src/dataplane/clickstream/config.js";
 import { sinkConfigSchema } from "../../src/dataplane/sink/config.js";
 import type { KubeObject } from "../../src/operator/kube.js";
+import { expectRestricted, podTemplates } from "../support/pod-templates.js";
 
 const resource: KubeObject = {
   apiVersion: "tributary.dev/v1alpha1",
@@ -271,6 +272,66 @@ describe("Topic build", () => {
     expect(collector.resources).toEqual({ requests: { cpu: "250m" } });
     expect(envOf(collector).TRIBUTARY_COLLECTOR_LINGER_MS).toBe("20");
     expect(envOf(collector).TRIBUTARY_COLLECTOR_TOPIC).toBe("clicks");
+  });
+});
+
+describe("Topic pod security", () => {
+  const spec = {
+    ingest: clickstream,
+    sinks: [
+      { name: "files", format: "parquet", target: { volume: { claimName: "lake-files" } } },
+      { name: "pool", format: "avro", target: { blockPool: { blockPool: "lake", path: "/clicks" } } },
+    ],
+    kafka: {
+      bootstrapServers: ["kafka.example:9093"],
+      tls: {
+        enabled: true,
+        caSecret: { name: "kafka-ca", key: "ca.crt" },
+        clientCertificateSecret: { name: "kafka-client" },
+      },
+      sasl: { mechanism: "scram-sha-512", credentialsSecret: { name: "kafka-user" } },
+    },
+  };
+
+  it("runs every collector and sink pod under the restricted Pod Security Standard, without a service-account token", () => {
+    const templates = podTemplates(desiredChildren(build(spec)));
+    expect(templates.map((entry) => entry.workload)).toEqual([
+      "Deployment/clicks-collector",
+      "Deployment/clicks-sink-files",
+      "Deployment/clicks-sink-pool",
+    ]);
+    for (const entry of templates) expectRestricted(entry);
+  });
+
+  it("restricts a sidecar from podOverrides too, and lets the user's own security fields win", () => {
+    const [, deployment] = desiredChildren(
+      build({
+        ingest: {
+          clickstream: {
+            podOverrides: {
+              spec: {
+                securityContext: { runAsUser: 2000 },
+                containers: [{ name: "proxy", image: "envoy:1" }],
+              },
+            },
+          },
+        },
+      }),
+    ) as [KubeObject, Deployment];
+    const pod = podTemplates([deployment])[0]!.template.spec;
+    expect(pod.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 2000,
+      fsGroup: 1000,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.containers.map((container) => [container.name, container.securityContext])).toEqual(
+      ["collector", "proxy"].map((name) => [
+        name,
+        { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } },
+      ]),
+    );
   });
 });
 

@@ -13,6 +13,7 @@ import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
 import { childLabels, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
+import { withPodSecurity } from "../podSecurity.js";
 import { topologyConfigMapName, topologyMountPath, topologyTableKey } from "./topology.js";
 
 export const ports = {
@@ -171,7 +172,6 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
       affinity: spreadAcrossNodes(selector),
       // Block and edit-log writes finish before the process exits on SIGTERM.
       terminationGracePeriodSeconds: 60,
-      securityContext: { runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000 },
       ...(volumes.length > 0 ? { volumes } : {}),
       containers: [
         {
@@ -201,7 +201,6 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
             periodSeconds: 10,
             failureThreshold: 6,
           },
-          securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true },
         },
       ],
     },
@@ -218,7 +217,10 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
       // Name nodes and data nodes find each other through the registry, not by start order.
       podManagementPolicy: "Parallel",
       selector: { matchLabels: selector },
-      template: mergePodTemplate(generatedTemplate, role.podOverrides),
+      // Name and data nodes talk to each other and their clients, never to the API server.
+      template: withPodSecurity(mergePodTemplate(generatedTemplate, role.podOverrides), {
+        callsApiServer: false,
+      }),
       volumeClaimTemplates: [
         {
           metadata: { name: "data", labels: childLabels(input.resource, role.component) },

@@ -5,10 +5,11 @@
  */
 import { type BlockPoolSpec, blockPoolDefinition } from "../../api/blockpool.js";
 import { Reason } from "../../api/conditions.js";
-import { managedByLabel, managedByValue } from "../../operator/apply.js";
 import type { Context, ControllerDefinition } from "../../operator/controller.js";
 import { builtin, type KubeObject, objectKey } from "../../operator/kube.js";
 import {
+  announcePodProblem,
+  instanceLabels,
   pausedHealth,
   reportProblems,
   resourceType,
@@ -17,6 +18,7 @@ import {
   storedStatus,
   writeHealth,
 } from "../common.js";
+import { podProblem, podWatch } from "../podHealth.js";
 import {
   type BlockPoolBuildInput,
   dataNodeName,
@@ -127,7 +129,11 @@ export async function reconcileBlockPool(
     ),
     roleState("data nodes", scale.replicas, dataNodes),
   ];
-  const health = blockPoolHealth({ roles, stopped, spec, nameNodes: view, scale });
+  // Every name-node and data-node pod of this pool, from the pod watch's cache.
+  const pods = podProblem(
+    context.cachedObjects(builtin.pod, { namespace, labels: instanceLabels(resource) }),
+  );
+  const health = blockPoolHealth({ roles, stopped, spec, nameNodes: view, scale, pods });
   // A paused pool still reports how its workloads are; only its spec changes wait.
   if (paused) health.progressing = pausedHealth.progressing;
   const figures = view
@@ -138,6 +144,7 @@ export async function reconcileBlockPool(
     ? ((storedStatus(resource).retiringDataNodes as string[] | undefined) ?? [])
     : retiringPods(scale);
   await announce(context, resource, { scale: paused ? undefined : scale, stopped }, figures.activeNameNode);
+  await announcePodProblem(context, resource, health, pods);
   await writeHealth(context, resource, health, {
     ...figures,
     liveDataNodes: figures.liveDataNodes ?? roles[1]!.ready,
@@ -263,8 +270,6 @@ async function announce(
   }
 }
 
-const blockPoolLabel = blockPoolDefinition.kind.toLowerCase();
-
 const rackAware = (pool: KubeObject) =>
   Boolean((pool.spec as { rackAwareness?: unknown } | undefined)?.rackAwareness);
 
@@ -287,17 +292,10 @@ export function createBlockPoolController(
       builtin.configMap,
     ],
     watches: [
-      // Data-node pods belong to the StatefulSet, not the pool: their labels name the pool. A pod
-      // scheduled, moved or gone changes the rack table.
-      {
-        type: builtin.pod,
-        labelSelector: `${managedByLabel}=${managedByValue},app.kubernetes.io/name=${blockPoolLabel},app.kubernetes.io/component=datanode`,
-        fingerprint: (pod) => (pod.spec as { nodeName?: string } | undefined)?.nodeName,
-        map: (pod, pools) => {
-          const key = `${pod.metadata.namespace}/${pod.metadata.labels?.["app.kubernetes.io/instance"]}`;
-          return pools().some((pool) => objectKey(pool) === key && rackAware(pool)) ? [key] : [];
-        },
-      },
+      // Name-node and data-node pods belong to the StatefulSets, not the pool: their labels name
+      // the pool. A pod that cannot run, or runs again, changes the pool's health; a data-node pod
+      // scheduled or moved changes the rack table.
+      podWatch(blockPoolDefinition.kind, (pod) => (pod.spec as { nodeName?: string } | undefined)?.nodeName),
       // A node's labels are its zone: a change moves every pod on it to another rack.
       {
         type: builtin.node,

@@ -8,6 +8,7 @@ import type { BlockPoolSpec, BlockPoolStatus } from "../../api/blockpool.js";
 import { ConditionStatus, Reason } from "../../api/conditions.js";
 import type { Health } from "../../operator/conditions.js";
 import type { KubeObject } from "../../operator/kube.js";
+import { type PodProblem, withPodProblem } from "../podHealth.js";
 import { AdminState, type ScaleDecision, scaleDownMessage } from "./decommission.js";
 import type { NameNodeAnswer, NameNodeStatus } from "./nameNodeClient.js";
 import { erasureCodingUnits } from "./validate.js";
@@ -163,6 +164,8 @@ export interface PoolHealthInput {
   /** What the name nodes said; undefined when they were not asked (stopped). */
   nameNodes: NameNodeView | undefined;
   scale: ScaleDecision;
+  /** The first name-node or data-node pod that cannot run (podHealth.ts), if any. */
+  pods?: PodProblem;
 }
 
 const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? "" : "s"}`;
@@ -171,9 +174,15 @@ const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ?
  * Ready needs an active name node and enough live data nodes; missing blocks make the pool
  * Degraded (and not Ready: some files cannot be read); under-replicated blocks leave it Ready,
  * named in the message, since the name node is repairing them. Progressing is the StatefulSets'
- * rollout, or a scale-down waiting for its decommission.
+ * rollout, or a scale-down waiting for its decommission. A pod that cannot run makes the pool
+ * Degraded with the pod's reason, and a rollout that waits for it no longer Progressing; missing
+ * blocks, the graver news, keep Degraded's reason.
  */
 export function blockPoolHealth(input: PoolHealthInput): Health {
+  return withPodProblem(poolHealth(input), input.pods);
+}
+
+function poolHealth(input: PoolHealthInput): Health {
   const { roles, stopped, spec, nameNodes, scale } = input;
   const health = statefulSetHealth(roles, stopped);
   if (stopped || !nameNodes) return health;

@@ -19,6 +19,7 @@ import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
 import { childLabels, type SpecProblem, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
+import { withPodSecurity } from "../podSecurity.js";
 
 export interface TopicBuildInput {
   /** The stored Topic (name, namespace, uid for owner references). */
@@ -192,15 +193,6 @@ function replicas(input: TopicBuildInput, desired: number): number {
   return input.spec.clusterOperation.stopped ? 0 : desired;
 }
 
-const restrictedSecurity = {
-  pod: { runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } },
-  container: {
-    allowPrivilegeEscalation: false,
-    readOnlyRootFilesystem: true,
-    capabilities: { drop: ["ALL"] },
-  },
-};
-
 export function collectorService(input: TopicBuildInput, clickstream: ClickstreamIngest): KubeObject {
   const name = collectorName(input.resource.metadata.name);
   return {
@@ -239,7 +231,6 @@ export function collectorDeployment(input: TopicBuildInput, clickstream: Clickst
   const generatedTemplate = {
     metadata: podMetadata(input, "collector"),
     spec: {
-      securityContext: restrictedSecurity.pod,
       // The collector answers requests in progress and flushes its buffer to Kafka on SIGTERM.
       terminationGracePeriodSeconds: 30,
       containers: [
@@ -257,7 +248,6 @@ export function collectorDeployment(input: TopicBuildInput, clickstream: Clickst
             periodSeconds: 10,
             failureThreshold: 6,
           },
-          securityContext: restrictedSecurity.container,
           ...(kafkaSecurity.volumeMounts.length > 0 ? { volumeMounts: kafkaSecurity.volumeMounts } : {}),
         },
       ],
@@ -273,7 +263,9 @@ export function collectorDeployment(input: TopicBuildInput, clickstream: Clickst
       selector: { matchLabels: selectorLabels(resource, "collector") },
       // Collectors are stateless: replace one pod at a time and keep the capacity.
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
-      template: mergePodTemplate(generatedTemplate, clickstream.podOverrides),
+      template: withPodSecurity(mergePodTemplate(generatedTemplate, clickstream.podOverrides), {
+        callsApiServer: false,
+      }),
     },
   };
 }
@@ -331,7 +323,6 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
   const generatedTemplate = {
     metadata: podMetadata(input, component),
     spec: {
-      securityContext: restrictedSecurity.pod,
       // The open file is closed and committed on SIGTERM; a large row group takes a while.
       terminationGracePeriodSeconds: 60,
       containers: [
@@ -353,7 +344,6 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
             periodSeconds: 10,
             failureThreshold: 6,
           },
-          securityContext: restrictedSecurity.container,
         },
       ],
       volumes: [
@@ -372,7 +362,9 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
       selector: { matchLabels: selectorLabels(resource, component) },
       // A sink's replicas share partitions through the group; a replacement may start first.
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
-      template: mergePodTemplate(generatedTemplate, sink.podOverrides),
+      template: withPodSecurity(mergePodTemplate(generatedTemplate, sink.podOverrides), {
+        callsApiServer: false,
+      }),
     },
   };
 }

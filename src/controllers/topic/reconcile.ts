@@ -12,7 +12,6 @@
 import { blockPoolDefinition } from "../../api/blockpool.js";
 import { ConditionStatus, Reason } from "../../api/conditions.js";
 import { type TopicSpec, type TopicStatus, topicDefinition } from "../../api/topic.js";
-import type { Health } from "../../operator/conditions.js";
 import {
   type Action,
   type Context,
@@ -21,6 +20,8 @@ import {
 } from "../../operator/controller.js";
 import { ApiError, builtin, type KubeObject, objectKey } from "../../operator/kube.js";
 import {
+  announcePodProblem,
+  instanceLabels,
   pausedHealth,
   resourceType,
   type SpecProblem,
@@ -28,6 +29,7 @@ import {
   storedStatus,
   writeHealth,
 } from "../common.js";
+import { podProblem, podWatch } from "../podHealth.js";
 import {
   collectorEndpoint,
   collectorName,
@@ -56,6 +58,7 @@ import {
   replaceTopicConfig,
   resolveConnection,
 } from "./kafka.js";
+import { deploymentState, type RoleState, topicHealth } from "./status.js";
 import { validateTopic } from "./validate.js";
 
 /** Records which Kafka topic (by id) this resource created or adopted. */
@@ -318,80 +321,6 @@ async function ensureDeadLetterTopic(
   }
 }
 
-interface DeploymentStatus {
-  observedGeneration?: number;
-  replicas?: number;
-  readyReplicas?: number;
-  updatedReplicas?: number;
-  availableReplicas?: number;
-}
-
-interface RoleState {
-  role: string;
-  desired: number;
-  replicas: number;
-  ready: number;
-  settled: boolean;
-}
-
-function deploymentState(role: string, desired: number, deployment: KubeObject | undefined): RoleState {
-  const status = (deployment?.status ?? {}) as DeploymentStatus;
-  const generation = deployment?.metadata.generation;
-  const observed =
-    status.observedGeneration !== undefined &&
-    generation !== undefined &&
-    status.observedGeneration >= generation;
-  const ready = status.readyReplicas ?? 0;
-  const replicas = status.replicas ?? 0;
-  const settled =
-    deployment !== undefined &&
-    observed &&
-    (status.availableReplicas ?? 0) === desired &&
-    (status.updatedReplicas ?? 0) === desired &&
-    replicas === desired;
-  return { role, desired, replicas, ready, settled };
-}
-
-function topicHealth(problems: SpecProblem[], roles: RoleState[], stopped: boolean): Health {
-  if (problems.length > 0) {
-    const first = problems[0]!;
-    const message = problems.map((problem) => problem.message).join("; ");
-    return {
-      ready: { status: ConditionStatus.False, reason: first.reason, message },
-      progressing: {
-        status: ConditionStatus.False,
-        reason: first.reason,
-        message: "waiting for the spec or the Kafka topic to be fixed",
-      },
-      degraded: { status: ConditionStatus.True, reason: first.reason, message },
-    };
-  }
-  const waiting = roles.filter((role) => !role.settled);
-  if (waiting.length > 0) {
-    const summary = waiting.map((role) => `${role.role} ${role.ready}/${role.desired} ready`).join(", ");
-    const reason = stopped ? Reason.ScalingDown : Reason.WaitingForChildren;
-    return {
-      ready: {
-        status: ConditionStatus.False,
-        reason,
-        message: `the Kafka topic matches; waiting for ${summary}`,
-      },
-      progressing: { status: ConditionStatus.True, reason, message: `waiting for ${summary}` },
-      degraded: { status: ConditionStatus.False, reason: Reason.Reconciling, message: "" },
-    };
-  }
-  const summary = roles.map((role) => `${role.ready}/${role.desired} ${role.role}`).join(", ");
-  return {
-    ready: {
-      status: ConditionStatus.True,
-      reason: stopped ? Reason.Stopped : Reason.Reconciled,
-      message: `the Kafka topic matches the spec${summary ? `; ${summary}` : ""}${stopped ? " (stopped)" : ""}`,
-    },
-    progressing: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
-    degraded: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "" },
-  };
-}
-
 /**
  * Strimzi's rule for two resources naming one topic: the oldest manages it, the others are
  * refused. Only the peers in the namespace are visible from the cache.
@@ -521,7 +450,12 @@ export async function reconcileTopic(
         }
       : {}),
   };
-  const health = topicHealth(problems, roles, stopped);
+  // Every collector and sink pod of this Topic, from the pod watch's cache.
+  const pods = podProblem(
+    context.cachedObjects(builtin.pod, { namespace, labels: instanceLabels(resource) }),
+  );
+  const health = topicHealth(problems, roles, stopped, pods);
+  await announcePodProblem(context, resource, health, pods);
   await writeHealth(context, resource, health, fields);
   if (problems.length > 0) {
     await context.event(resource, "Warning", problems[0]!.reason, problems.map((p) => p.message).join("; "));
@@ -628,6 +562,8 @@ export const topicController: ControllerDefinition<KubeObject> = {
           )
           .map(objectKey),
     },
+    // A collector or sink pod that cannot start, or starts running again, changes the health.
+    podWatch(topicDefinition.kind),
   ],
   reconcile: reconcileTopic,
   cleanup: cleanupTopic,

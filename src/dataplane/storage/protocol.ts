@@ -256,11 +256,17 @@ export function splitAddress(address: string): [string, number] {
 export const xferAddress = (node: DatanodeID) => `${node.hostName}:${node.xferPort}`;
 export const infoAddress = (node: DatanodeID) => `${node.hostName}:${node.infoPort}`;
 
-/** True for errors that mean "this peer is not there" rather than "this peer said no". */
+/**
+ * True for errors that mean "this peer is not there" rather than "this peer said no". A name
+ * that does not resolve is one: in Kubernetes a pod being replaced has no DNS record until its
+ * successor starts.
+ */
 export function isConnectionError(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   return (
     code === "ECONNREFUSED" ||
+    code === "ENOTFOUND" ||
+    code === "EAI_AGAIN" ||
     code === "ECONNRESET" ||
     code === "EPIPE" ||
     code === "ETIMEDOUT" ||
