@@ -21,14 +21,11 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts && npm cache clean --
 FROM ${BASE_IMAGE} AS runtime
 # ffmpeg: VideoCollector pods cut camera streams into frames with it. tini reaps and forwards
 # signals. A base that already carries both (the test environment's) skips the download.
-# npm and corepack are build tools: the pods never install anything, so they are left out.
 RUN if ! command -v ffmpeg >/dev/null || ! command -v tini >/dev/null; then \
       apt-get update \
       && apt-get install -y --no-install-recommends ffmpeg ca-certificates tini \
       && rm -rf /var/lib/apt/lists/*; \
-    fi \
- && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
-      /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* /usr/local/bin/yarn /usr/local/bin/yarnpkg
+    fi
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules

@@ -156,20 +156,20 @@ async function showBlockPool(): Promise<void> {
   const status = async () =>
     (
       await kubectlJson<{
-        status?: {
-          activeNameNode?: string;
-          liveDataNodes?: number;
-          underReplicatedBlocks?: number;
-          blocks?: number;
-        };
+        status?: { activeNameNode?: string; liveDataNodes?: number; underReplicatedBlocks?: number };
       }>(["get", "blockpool", "lake", "-n", namespace])
     ).status ?? {};
   const before = await status();
-  console.log(
-    `active name node ${before.activeNameNode}, ${before.liveDataNodes} live data nodes, ${before.blocks} blocks`,
-  );
+  console.log(`active name node ${before.activeNameNode}, ${before.liveDataNodes} live data nodes`);
   say("a data-node pod deleted: the StatefulSet brings it back, status shows replication whole again");
-  await kubectl(["delete", "pod", "lake-datanode-1", "-n", namespace]);
+  const victim = "lake-datanode-1";
+  const uid = async () =>
+    (await kubectlJson<{ metadata: { uid: string } }>(["get", "pod", victim, "-n", namespace])).metadata.uid;
+  const old = await uid();
+  await kubectl(["delete", "pod", victim, "-n", namespace]);
+  await waitFor(`a new ${victim}`, async () => ((await uid()) !== old ? true : undefined));
+  await kubectl(["wait", "-n", namespace, `pod/${victim}`, "--for=condition=Ready", "--timeout=300s"]);
+  console.log(`${victim} is back, a new pod on the same volume`);
   const after = await waitFor(
     "three live data nodes and no under-replicated block",
     async () => {
