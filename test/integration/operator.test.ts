@@ -90,14 +90,17 @@ describe("BlockPool through the operator", () => {
     const nameNodes = await waitFor("name-node StatefulSet", () => statefulSet("lake-namenode"));
     const dataNodes = await waitFor("data-node StatefulSet", () => statefulSet("lake-datanode"));
     const stored = await getPool("lake");
-    for (const child of [
+    // One reconcile applies the children one after another: wait for each, not only the first.
+    const child = (type: typeof builtin.service, name: string) =>
+      waitFor(`${type.kind} ${name}`, () => client.get(type, namespace, name));
+    for (const owned of [
       nameNodes,
       dataNodes,
-      await client.get(builtin.service, namespace, "lake"),
-      await client.get(builtin.service, namespace, "lake-namenode"),
-      await client.get(builtin.podDisruptionBudget, namespace, "lake-datanode"),
+      await child(builtin.service, "lake"),
+      await child(builtin.service, "lake-namenode"),
+      await child(builtin.podDisruptionBudget, "lake-datanode"),
     ]) {
-      expect(child.metadata.ownerReferences).toEqual([
+      expect(owned.metadata.ownerReferences).toEqual([
         expect.objectContaining({
           kind: "BlockPool",
           name: "lake",
