@@ -4,7 +4,7 @@
  */
 import { ConditionStatus, ConditionType, findCondition, Reason } from "../api/conditions.js";
 import { parseSpec, type ResourceDefinition, type SpecOf } from "../api/resource.js";
-import { managedByLabel, managedByValue } from "../operator/apply.js";
+import { instanceLabel, instanceLabels, managedByLabel, managedByValue } from "../operator/apply.js";
 import { type Condition, type Health, healthConditions } from "../operator/conditions.js";
 import { type Context, TerminalError } from "../operator/controller.js";
 import type { KubeObject, ResourceType } from "../operator/kube.js";
@@ -27,19 +27,8 @@ export function specOf<D extends ResourceDefinition>(definition: D, resource: Ku
   return parsed.spec;
 }
 
-/** The label that names the resource a child (and each pod of a child) belongs to. */
-export const instanceLabel = "app.kubernetes.io/instance";
-
-/**
- * Labels every child of a resource carries, whatever its role. Pods carry them too, though
- * their owner is a ReplicaSet or a StatefulSet: they are how a pod is traced to its resource.
- */
-export function instanceLabels(resource: KubeObject): Record<string, string> {
-  return {
-    "app.kubernetes.io/name": resource.kind.toLowerCase(),
-    [instanceLabel]: resource.metadata.name,
-  };
-}
+// Defined beside managed-by in the runtime, which prunes children by these labels.
+export { instanceLabel, instanceLabels };
 
 /** Labels every child carries; the selector labels are the stable subset. */
 export function selectorLabels(resource: KubeObject, component: string): Record<string, string> {

@@ -7,6 +7,21 @@ export const fieldManager = "tributary";
 export const managedByLabel = "app.kubernetes.io/managed-by";
 export const managedByValue = "tributary";
 
+/** The label that names the resource a child (and each pod of a child) belongs to. */
+export const instanceLabel = "app.kubernetes.io/instance";
+
+/**
+ * Labels every child of a resource carries, whatever its role. Pods carry them too, though
+ * their owner is a ReplicaSet or a StatefulSet: they are how a pod is traced to its resource,
+ * and with `managed-by` how pruning tells the resource's children from anything else.
+ */
+export function instanceLabels(resource: KubeObject): Record<string, string> {
+  return {
+    "app.kubernetes.io/name": resource.kind.toLowerCase(),
+    [instanceLabel]: resource.metadata.name,
+  };
+}
+
 /**
  * The controller owner reference of a child: the garbage collector deletes the child with its
  * parent, and with blockOwnerDeletion a foreground deletion of the parent waits for it.
@@ -52,6 +67,23 @@ export async function applyChildren(
     applied.push(await client.apply(typeOf(child, [...knownTypes]), withoutStatus(child), fieldManager));
   }
   return applied;
+}
+
+/**
+ * Deletes children a resource no longer wants (prune.ts chose them from the cache), each only
+ * as it was seen: uid and resourceVersion are preconditions, so a child recreated or edited
+ * since (its owner reference removed to keep it, say) answers 409 and the reconcile runs again
+ * on a fresher cache. Background propagation: the garbage collector removes a Deployment's
+ * ReplicaSets and pods after it.
+ */
+export async function deleteChildren(
+  client: KubeClient,
+  children: readonly { type: ResourceType; child: KubeObject }[],
+): Promise<void> {
+  for (const { type, child } of children) {
+    const { namespace, name, uid, resourceVersion } = child.metadata;
+    await client.delete(type, namespace, name, "Background", { uid, resourceVersion });
+  }
 }
 
 /**

@@ -1,6 +1,13 @@
 import { ConditionStatus, ConditionType, Reason } from "../api/conditions.js";
 import type { Logger } from "../log.js";
-import { applyChildren, applyStatus, controllerOf, managedByLabel, managedByValue } from "./apply.js";
+import {
+  applyChildren,
+  applyStatus,
+  controllerOf,
+  deleteChildren,
+  managedByLabel,
+  managedByValue,
+} from "./apply.js";
 import { type Condition, setCondition } from "./conditions.js";
 import type { EventRecorder } from "./events.js";
 import { type FinalizerEvent, finalizer } from "./finalizer.js";
@@ -15,6 +22,7 @@ import {
   type ResourceType,
 } from "./kube.js";
 import type { OperatorMetrics, ReconcileResult } from "./metrics.js";
+import { childrenToPrune, prunableTypes } from "./prune.js";
 import { type Clock, WorkQueue } from "./workqueue.js";
 
 /** What a reconcile asks for next: nothing (wait for a change) or a look again after a while. */
@@ -56,6 +64,19 @@ export interface Context<T extends KubeObject> {
   log: Logger;
   /** Server-side applies the desired children (field manager `tributary`, forced). */
   apply(children: readonly KubeObject[]): Promise<KubeObject[]>;
+  /**
+   * Server-side applies `children` as the whole desired set of `owner`'s children, then, once
+   * every apply succeeded, deletes the children of the owned kinds that are no longer in it:
+   * those labelled as `owner`'s, with a controller owner reference to its uid (prune.ts).
+   * PersistentVolumeClaims are never deleted. Skip the call (a paused resource, an invalid
+   * spec) and nothing is pruned. `keep` spares children the spec still names but cannot run
+   * yet, so what runs keeps running as the last valid spec made it.
+   */
+  applyAndPrune(
+    owner: T,
+    children: readonly KubeObject[],
+    options?: { keep?: (child: KubeObject) => boolean },
+  ): Promise<KubeObject[]>;
   /** Writes the whole status through the status subresource. */
   writeStatus(resource: T, status: Record<string, unknown>): Promise<void>;
   /** A child as last seen by the owned-kind informer (no API call). */
@@ -96,7 +117,10 @@ export interface WatchDefinition<T extends KubeObject> {
 export interface ControllerDefinition<T extends KubeObject> {
   /** The custom resource this controller reconciles. */
   type: ResourceType;
-  /** Child kinds it creates; their changes wake the owner through the controller owner reference. */
+  /**
+   * Child kinds it creates; their changes wake the owner through the controller owner reference,
+   * and `applyAndPrune` deletes those of them the desired set no longer names (never claims).
+   */
   owns?: ResourceType[];
   /** Kinds it reads without owning them; their changes wake the resources `map` names. */
   watches?: WatchDefinition<T>[];
@@ -407,6 +431,30 @@ export class Controller<T extends KubeObject = KubeObject> {
       image,
       log,
       apply: (children) => applyChildren(client, children, knownTypes),
+      applyAndPrune: async (owner, children, options = {}) => {
+        const applied = await applyChildren(client, children, knownTypes);
+        const stale = childrenToPrune({
+          owner,
+          // From the owned-kind informers: nothing is listed through the API per reconcile. A
+          // child the cache has not seen yet is pruned on the reconcile its arrival wakes.
+          owned: prunableTypes(knownTypes).map((type) => ({
+            type,
+            objects: (this.children.get(type.kind) ?? []).flatMap((informer) => informer.list()),
+          })),
+          desired: children,
+          keep: options.keep,
+        });
+        if (stale.length > 0) {
+          await deleteChildren(client, stale);
+          log.info(
+            {
+              pruned: stale.map(({ type, child }) => `${type.kind} ${objectKey(child)}`),
+            },
+            "deleted children the spec no longer asks for",
+          );
+        }
+        return applied;
+      },
       writeStatus: async (resource, status) => {
         await applyStatus(client, this.definition.type, resource, status);
       },

@@ -261,15 +261,26 @@ export class KubeClient {
     });
   }
 
+  /**
+   * Deletes an object; one already gone is not an error. With `preconditions` the API server
+   * deletes only that very object (uid) in that very state (resourceVersion), and answers 409
+   * Conflict otherwise: a decision taken on a cached copy cannot hit a successor or an edit.
+   */
   async delete(
     type: ResourceType,
     namespace: string | undefined,
     name: string,
     propagationPolicy: "Foreground" | "Background" | "Orphan" = "Background",
+    preconditions?: { uid?: string; resourceVersion?: string },
   ): Promise<void> {
     try {
       await this.request("DELETE", objectPath(type, namespace, name), {
-        body: { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy },
+        body: {
+          kind: "DeleteOptions",
+          apiVersion: "v1",
+          propagationPolicy,
+          ...(preconditions ? { preconditions } : {}),
+        },
       });
     } catch (error) {
       if (!isNotFound(error)) throw error;

@@ -377,11 +377,25 @@ describe("the chart, watching one namespace", () => {
     expect(
       labelsOf(await operatorClient.get(builtin.podDisruptionBudget, watched, "chart-check")).generation,
     ).toBe("2");
-    // What the StatefulSet and Deployment controllers make, and credentials, read only.
+    // What the StatefulSet and Deployment controllers make, read only; credentials by name only
+    // (an absent Secret answers 404, not 403).
     await operatorClient.list(builtin.pod, watched);
     await operatorClient.list(builtin.node);
     await operatorClient.list(builtin.persistentVolumeClaim, watched);
-    await operatorClient.list(builtin.secret, watched);
+    expect(await operatorClient.find(builtin.secret, watched, "chart-check-absent")).toBeUndefined();
+
+    // Pruning: a child the spec no longer asks for is deleted, of each kind that is pruned.
+    for (const child of children("2")) {
+      const type = [
+        builtin.service,
+        builtin.configMap,
+        builtin.statefulSet,
+        builtin.deployment,
+        builtin.podDisruptionBudget,
+      ].find((candidate) => candidate.kind === child.kind)!;
+      await operatorClient.delete(type, watched, child.metadata.name);
+      expect(await adminClient.find(type, watched, child.metadata.name), child.kind).toBeUndefined();
+    }
 
     // The finalizer dance (a merge patch of metadata) and the status subresource.
     await operatorClient.mergePatch(blockPool, watched, "by-hand", {
@@ -460,9 +474,16 @@ describe("the chart, watching one namespace", () => {
       spec: { containers: [{ name: "main", image: "tributary:test" }] },
     };
     await expectForbidden("delete a node", () => client.delete(node, undefined, "chart-check-no-such-node"));
+    // Secrets are read by name: listing or watching them, even where it watches, is refused.
     await expectForbidden("list secrets in every namespace", () => client.list(builtin.secret));
-    await expectForbidden("read secrets outside the watched namespace", () =>
-      client.list(builtin.secret, releaseNamespace),
+    await expectForbidden("list secrets in the watched namespace", () =>
+      client.list(builtin.secret, watched),
+    );
+    await expectForbidden("watch secrets in the watched namespace", () =>
+      client.list(builtin.secret, watched, { watch: true, timeoutSeconds: 1 }),
+    );
+    await expectForbidden("read a secret outside the watched namespace", () =>
+      client.get(builtin.secret, releaseNamespace, "chart-check"),
     );
     await expectForbidden("list BlockPools in every namespace", () => client.list(blockPool));
     await expectForbidden("list BlockPools in an unwatched namespace", () =>
@@ -503,8 +524,14 @@ describe("the chart, watching one namespace", () => {
         metadata: { name: "chart-check", namespace: watched },
       }),
     );
-    await expectForbidden("delete its own StatefulSet (children go by garbage collection)", () =>
-      client.delete(builtin.statefulSet, watched, "chart-check"),
+    // delete is for pruning children; claims hold data and are never pruned.
+    await expectForbidden("delete a PersistentVolumeClaim", () =>
+      client.delete(builtin.persistentVolumeClaim, watched, "chart-check"),
+    );
+    await expectForbidden("delete a pod", () => client.delete(builtin.pod, watched, "chart-check"));
+    await expectForbidden("delete a secret", () => client.delete(builtin.secret, watched, "chart-check"));
+    await expectForbidden("delete a Deployment in an unwatched namespace", () =>
+      client.delete(builtin.deployment, elsewhere, "chart-check"),
     );
     await expectForbidden("create a Lease outside the release namespace", () =>
       dryRunCreate(client, builtin.lease, {
@@ -588,7 +615,7 @@ describe("the chart, watching one namespace", () => {
       apiVersion: "tributary.dev/v1alpha1",
       kind: "BlockPool",
       metadata: { name: "lake", namespace: watched },
-      spec: {},
+      spec: { rackAwareness: {} },
     });
     const reconciled = await waitFor("the BlockPool's status", async () => {
       running();
@@ -612,6 +639,13 @@ describe("the chart, watching one namespace", () => {
         controller: true,
       });
     }
+    // Pruning with the chart's rights: the rack table goes with rackAwareness.
+    expect(await adminClient.find(builtin.configMap, watched, "lake-topology")).toBeDefined();
+    await adminClient.mergePatch(blockPool, watched, "lake", { spec: { rackAwareness: null } });
+    await waitFor("the rack table to be pruned", async () => {
+      running();
+      return !(await adminClient.find(builtin.configMap, watched, "lake-topology"));
+    });
 
     // Deleting it runs the finalizer: the operator removes it with its own rights.
     await adminClient.delete(blockPool, watched, "lake");
@@ -670,7 +704,7 @@ describe("the chart, watching every namespace", () => {
       });
       await client.list(builtin.statefulSet);
       await client.list(builtin.podDisruptionBudget);
-      await client.list(builtin.secret);
+      expect(await client.find(builtin.secret, other, "chart-check-absent")).toBeUndefined();
       await dryRunCreate(client, builtin.service, {
         apiVersion: "v1",
         kind: "Service",
@@ -703,6 +737,10 @@ describe("the chart, watching every namespace", () => {
           kind: "Secret",
           metadata: { name: "chart-check", namespace: other },
         }),
+      );
+      await expectForbidden("list secrets in every namespace", () => client.list(builtin.secret));
+      await expectForbidden("delete a PersistentVolumeClaim", () =>
+        client.delete(builtin.persistentVolumeClaim, other, "chart-check"),
       );
       await expectForbidden("create a Lease outside the release namespace", () =>
         dryRunCreate(client, builtin.lease, {

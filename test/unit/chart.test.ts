@@ -9,7 +9,9 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { controllers } from "../../src/controllers/index.js";
 import { parseOperatorArgs } from "../../src/operator/main.js";
+import { prunableTypes } from "../../src/operator/prune.js";
 
 const root = join(import.meta.dirname, "..", "..");
 const chart = join(root, "charts", "tributary");
@@ -267,7 +269,7 @@ describe("RBAC", () => {
     }
   });
 
-  it("watching every namespace: one ClusterRole without delete, writes to pods or leases", () => {
+  it("watching every namespace: one ClusterRole, deleting only what is pruned, no writes to pods, secrets or leases", () => {
     const objects = render();
     const [clusterRole] = find(objects, "ClusterRole");
     const rules = rulesOf(clusterRole!);
@@ -276,13 +278,32 @@ describe("RBAC", () => {
         .filter((rule) => rule.apiGroups.includes(group) && rule.resources.includes(resource))
         .flatMap((rule) => rule.verbs);
     expect(verbsOn("", "pods").sort()).toEqual(["get", "list", "watch"]);
-    expect(verbsOn("", "secrets").sort()).toEqual(["get", "list", "watch"]);
+    // Secrets are read by name only (a Topic's Kafka credentials); nothing lists or watches them.
+    expect(verbsOn("", "secrets")).toEqual(["get"]);
     // BlockPool rack awareness reads each node's zone label.
     expect(verbsOn("", "nodes").sort()).toEqual(["get", "list", "watch"]);
     expect(verbsOn("tributary.dev", "blockpools/status").sort()).toEqual(["get", "patch"]);
     expect(verbsOn("events.k8s.io", "events").sort()).toEqual(["create", "patch"]);
     expect(verbsOn("coordination.k8s.io", "leases")).toEqual([]);
-    expect(rules.flatMap((rule) => rule.verbs)).not.toContain("delete");
+    // Claims hold data: never pruned, never deletable.
+    expect(verbsOn("", "persistentvolumeclaims")).not.toContain("delete");
+    // delete is granted on exactly the kinds the controllers prune: what they own, less claims.
+    const deletable = rules
+      .filter((rule) => rule.verbs.includes("delete"))
+      .flatMap((rule) =>
+        rule.apiGroups.flatMap((group) => rule.resources.map((resource) => `${group}/${resource}`)),
+      );
+    const pruned = controllers.flatMap((controller) =>
+      prunableTypes(controller.owns ?? []).map((type) => `${type.group}/${type.plural}`),
+    );
+    expect(deletable.sort()).toEqual([...new Set(pruned)].sort());
+    expect(deletable.sort()).toEqual([
+      "/configmaps",
+      "/services",
+      "apps/deployments",
+      "apps/statefulsets",
+      "policy/poddisruptionbudgets",
+    ]);
     expect(find(objects, "ClusterRoleBinding")).toHaveLength(1);
     // Only the leader-election Role, in the release namespace.
     const roles = find(objects, "Role");

@@ -84,8 +84,11 @@ operator's code uses:
 - patch: server-side apply, merge patches of finalizers and events;
 - create: server-side apply of a child that does not exist yet is authorised as a create;
 - update on <resource>/finalizers: setting blockOwnerDeletion on a child's owner reference
-  needs it where the OwnerReferencesPermissionEnforcement admission plugin is on.
-Nothing is deleted by the operator: children go with their owner by garbage collection.
+  needs it where the OwnerReferencesPermissionEnforcement admission plugin is on;
+- delete: pruning, on the kinds pruned only. A child the spec no longer asks for (a removed or
+  renamed sink's Deployment, a removed collector's Service, a BlockPool's rack table without
+  rackAwareness) is deleted; the rest go with their owner by garbage collection.
+Claims are never deleted (they hold data), nor pods or Secrets.
 */}}
 {{- define "tributary.rules" -}}
 - apiGroups: ["tributary.dev"]
@@ -112,27 +115,29 @@ Nothing is deleted by the operator: children go with their owner by garbage coll
 # The children: workloads, their Services and ConfigMaps, and their disruption budgets.
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Read only: pods are made by the StatefulSet and Deployment controllers; the operator reads
 # them to report what runs and, for rack awareness, where each data node is scheduled.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
 # Per-pod claims come from StatefulSets; the operator itself makes the BlockPool's shared
-# edit-log claim that the active and standby name nodes both mount.
+# edit-log claim that the active and standby name nodes both mount. No delete: a claim holds
+# data, and goes with its owner (deletionPolicy Delete) or stays (Retain).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Read only: credentials a resource references (database passwords, broker credentials).
+# Get only: credentials a resource references (broker TLS and SASL Secrets), read by name at
+# each reconcile. No list or watch: nothing needs every Secret of a namespace in its cache.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 # A repeated event bumps the series count of the first one with a patch.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

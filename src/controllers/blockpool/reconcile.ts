@@ -96,7 +96,9 @@ export async function reconcileBlockPool(
     scale = { phase: "steady", replicas: replicasOf(dataNodes) ?? 0 };
   } else {
     scale = await dataNodeScale(resource, spec, context, settings, answers, view);
-    const applied = await context.apply(
+    // The rack table goes when rackAwareness does; the shared edit-log claim is never pruned.
+    const applied = await context.applyAndPrune(
+      resource,
       desiredChildren({
         ...input,
         dataNodeReplicas: scale.replicas,

@@ -399,7 +399,16 @@ export async function reconcileTopic(
   if (outcome.owned) {
     // Collectors and sinks only ever work on a topic this resource manages.
     await ensureDeadLetterTopic(resource, spec, admin, connection);
-    applied = await context.apply(desiredChildren(input));
+    // A removed or renamed sink's Deployment, a removed collector's Deployment and Service go.
+    // A sink the data plane cannot run yet keeps the Deployment its last runnable spec made.
+    const waiting = new Set(
+      spec.sinks
+        .filter((sink) => !runnableSinks(spec).includes(sink))
+        .map((sink) => sinkDeploymentName(name, sink.name)),
+    );
+    applied = await context.applyAndPrune(resource, desiredChildren(input), {
+      keep: (child) => child.kind === "Deployment" && waiting.has(child.metadata.name),
+    });
     problems.push(...unsupportedSinks(spec));
   }
 
