@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import {
-  absolutePath,
+  blockPoolDirectory,
   clusterOperationSchema,
   deletionPolicySchema,
   quantitySchema,
@@ -84,11 +84,7 @@ export const blockPoolSpecSchema = z
       .array(
         z
           .object({
-            path: z
-              .string()
-              .max(4096)
-              .regex(absolutePath)
-              .describe("Directory whose new files are coded, recursively."),
+            path: blockPoolDirectory("Directory whose new files are coded, recursively, e.g. /lake/archive."),
             policy: z
               .enum(erasureCodingPolicies)
               .describe(
@@ -110,11 +106,7 @@ export const blockPoolSpecSchema = z
       .array(
         z
           .object({
-            path: z
-              .string()
-              .max(4096)
-              .regex(absolutePath)
-              .describe("Directory the quota applies to, recursively."),
+            path: blockPoolDirectory("Directory the quota applies to, recursively, e.g. /lake/clickstream."),
             bytes: quantitySchema
               .optional()
               .describe("Space quota: raw bytes (replicas and parity included) the directory may use."),

@@ -136,13 +136,15 @@ export const cdcStreamSpecSchema = z
         schedule: cronOrPresetSchema
           .optional()
           .describe(
-            "Cron expression (5 fields) or preset (@daily, @hourly, ...) for periodic full snapshots while streaming continues; none when omitted.",
+            "Cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. '0 2 * * *') or preset (@daily, @hourly, ...) for periodic full snapshots while streaming continues, read in timeZone; none when omitted. A field out of range or a date that never comes turns the CDCStream Degraded with reason InvalidSchedule.",
           ),
         timeZone: z
           .string()
           .max(64)
           .default("UTC")
-          .describe("IANA time zone the schedule is read in; default UTC."),
+          .describe(
+            "IANA time zone the schedule is read in, e.g. Europe/Paris; default UTC. An unknown zone turns the CDCStream Degraded with reason InvalidSchedule.",
+          ),
         toTopics: z
           .boolean()
           .default(true)

@@ -11,8 +11,6 @@ export const dns1123Label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const dns1123Subdomain = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** A Kafka topic name: what Kafka itself accepts. */
 export const kafkaTopicName = /^[a-zA-Z0-9._-]+$/;
-/** An absolute path inside a BlockPool. */
-export const absolutePath = /^\/([^/\0]+(\/[^/\0]+)*)?$/;
 /** A non-negative Kubernetes quantity: sizes and counts here are never negative. */
 const quantityPattern =
   /^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$/;
@@ -222,14 +220,67 @@ export function kafkaClusterField(whoUsesIt: string) {
     );
 }
 
+/**
+ * Path checks that the API server (a CEL rule on the field) and the operator (a zod refinement)
+ * both make, with the same words. Each regular expression means the same to RE2 (CEL's
+ * `matches`) and to JavaScript, so it is written once for both.
+ */
+interface PathCheck {
+  /** The CEL rule, over the string field as `self`. */
+  rule: string;
+  test: (path: string) => boolean;
+  /** Follows the field's path in both the API server's refusal and the operator's. */
+  message: string;
+}
+
+/** A `..` component anywhere in a path. */
+const parentComponent = "(^|/)[.][.](/|$)";
+/** A `.` or `..` component anywhere in a path. */
+const dotComponent = "(^|/)[.][.]?(/|$)";
+/**
+ * `/`, or `/` and components that are neither empty nor hold `:` or NUL: what the name node's
+ * validatePath (after HDFS's DFSUtil.isValidName) accepts, trailing slash aside.
+ */
+const absoluteComponents = String.raw`^/([^/:\x00]+(/[^/:\x00]+)*)?$`;
+
+const volumeSubPathCheck: PathCheck = {
+  rule: `!self.startsWith('/') && !self.matches('${parentComponent}')`,
+  test: (path) => !path.startsWith("/") && !new RegExp(parentComponent).test(path),
+  message:
+    "must be a relative path inside the volume, without a leading '/' or a '..' component (e.g. clickstream/avro)",
+};
+
+const blockPoolDirectoryCheck: PathCheck = {
+  rule: `self.matches(r'${absoluteComponents}') && !self.matches('${dotComponent}')`,
+  test: (path) => new RegExp(absoluteComponents).test(path) && !new RegExp(dotComponent).test(path),
+  message:
+    "must be an absolute path in the BlockPool: a leading '/', no empty, '.' or '..' component and no ':' (e.g. /lake/clickstream)",
+};
+
+function checkedPath(check: PathCheck) {
+  return z
+    .string()
+    .max(4096)
+    .refine(check.test, { message: check.message })
+    .meta({ "x-kubernetes-validations": [{ rule: check.rule, message: check.message }] });
+}
+
+/** A directory relative to a volume's root that cannot climb out of it. */
+export function volumeSubPath() {
+  return checkedPath(volumeSubPathCheck);
+}
+
+/** An absolute directory inside a BlockPool, as its name nodes accept it. */
+export function blockPoolDirectory(description: string) {
+  return checkedPath(blockPoolDirectoryCheck).describe(description);
+}
+
 export const blockPoolPathSchema = z
   .object({
     blockPool: objectName("Name of a BlockPool in the same namespace."),
-    path: z
-      .string()
-      .max(4096)
-      .regex(absolutePath)
-      .describe("Absolute directory in the BlockPool, e.g. /lake/clickstream; created when missing."),
+    path: blockPoolDirectory(
+      "Absolute directory in the BlockPool, e.g. /lake/clickstream; created when missing.",
+    ),
   })
   .describe("A directory in a BlockPool of the same namespace.");
 export type BlockPoolPath = z.infer<typeof blockPoolPathSchema>;
@@ -237,12 +288,11 @@ export type BlockPoolPath = z.infer<typeof blockPoolPathSchema>;
 export const volumePathSchema = z
   .object({
     claimName: objectName("Name of a PersistentVolumeClaim in the same namespace, mounted read-write."),
-    subPath: z
-      .string()
-      .max(4096)
-      .regex(/^[^/].*$|^$/)
+    subPath: volumeSubPath()
       .default("")
-      .describe("Relative directory inside the volume; the volume's root when empty."),
+      .describe(
+        "Relative directory inside the volume, e.g. clickstream/avro; the volume's root when empty. No leading '/' and no '..' component: files stay inside the claim.",
+      ),
   })
   .describe(
     "A directory on an existing PersistentVolumeClaim (ReadWriteMany when more than one pod writes).",
@@ -255,7 +305,27 @@ export const fileTargetFields = {
 };
 export const exactlyOneFileTargetRule = "has(self.blockPool) != has(self.volume)";
 
+/** The schedule presets Tributary reads, and the five fields each stands for, as in Vixie cron. */
+export const schedulePresets = {
+  "@yearly": "0 0 1 1 *",
+  "@annually": "0 0 1 1 *",
+  "@monthly": "0 0 1 * *",
+  "@weekly": "0 0 * * 0",
+  "@daily": "0 0 * * *",
+  "@midnight": "0 0 * * *",
+  "@hourly": "0 * * * *",
+} as const;
+
+const presetNames = Object.keys(schedulePresets).map((preset) => preset.slice(1));
+
+/**
+ * A preset or five whitespace-separated fields. Only the shape is checked here, and so by the
+ * API server as a pattern: what each field holds (ranges, names, dates that exist) needs a cron
+ * parser, which the operator's validate step runs (Degraded, reason InvalidSchedule).
+ */
 export const cronOrPresetSchema = z
   .string()
   .max(128)
-  .regex(/^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$/);
+  .regex(new RegExp(`^(@(${presetNames.join("|")})|(\\S+\\s+){4}\\S+)$`), {
+    message: `must be a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or one of the presets ${Object.keys(schedulePresets).join(", ")}`,
+  });

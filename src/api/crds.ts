@@ -214,7 +214,9 @@ function isEmptySchema(value: unknown): boolean {
 }
 
 function addRule(node: SchemaNode, rule: Omit<ValidationRule, "path">): void {
-  const rules = (node["x-kubernetes-validations"] as Array<Record<string, string>> | undefined) ?? [];
+  // A copy: rules a field schema carries itself (its meta) may be one array shared by every
+  // place the field appears, and this rule belongs to this node only.
+  const rules = [...((node["x-kubernetes-validations"] as Array<Record<string, string>> | undefined) ?? [])];
   const entry: Record<string, string> = { rule: rule.rule, message: rule.message };
   if (rule.fieldPath) entry.fieldPath = rule.fieldPath;
   if (rule.reason) entry.reason = rule.reason;

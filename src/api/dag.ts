@@ -133,14 +133,16 @@ export const dagSpecSchema = z
       .nullable()
       .optional()
       .describe(
-        "When runs start: a cron expression (5 fields) or a preset (@hourly, @daily, @weekly, @monthly, @yearly). Omitted or null: runs start only when triggered by hand (annotation tributary.dev/trigger set to a new value).",
+        "When runs start: a cron expression of 5 fields (minute hour day-of-month month day-of-week, e.g. '*/15 * * * *') or a preset (@hourly, @daily, @weekly, @monthly, @yearly), read in spec.timeZone. A field out of range or a date that never comes (0 0 31 2 *) turns the Dag Degraded with reason InvalidSchedule. Omitted or null: runs start only when triggered by hand (annotation tributary.dev/trigger set to a new value).",
       ),
     timeZone: z
       .string()
       .min(1)
       .max(64)
       .default("UTC")
-      .describe("IANA time zone the schedule is read in; default UTC."),
+      .describe(
+        "IANA time zone the schedule is read in, e.g. Europe/Paris; default UTC. An unknown zone turns the Dag Degraded with reason InvalidSchedule.",
+      ),
     startDate: z.iso
       .datetime({ offset: true })
       .optional()

@@ -309,6 +309,13 @@ describe("CRDs on the API server", () => {
     const topic = example("Topic");
     topic.spec.ingest.clickstream.maxBodyBytes = "2 megabytes";
     await expectRefused(() => createDryRun(topic), /spec\.ingest\.clickstream\.maxBodyBytes/);
+
+    // Only the schedule's shape is the API server's to check; its fields are the operator's.
+    for (const schedule of ["0 0 * * * *", "* * * *", "every day"]) {
+      const dagWithSchedule = example("Dag");
+      dagWithSchedule.spec.schedule = schedule;
+      await expectRefused(() => createDryRun(dagWithSchedule), /spec\.schedule/);
+    }
   });
 
   it("refuses changes to immutable fields, naming the field", async () => {
@@ -478,6 +485,40 @@ describe("CRDs on the API server", () => {
         set: [["spec", "tasks", 1, "env", 0, "value"], "hunter2"],
         refusal: /exactly one of value or secretKeyRef/,
       },
+      // Paths: a volume's subPath stays inside the volume, a BlockPool directory is one the name
+      // nodes accept.
+      ...["../escape", "avro/../../escape", "..", "/srv/avro"].map((subPath) => ({
+        kind: "Topic",
+        set: [["spec", "sinks", 1, "target", "volume", "subPath"], subPath] as [Path, unknown],
+        refusal: /spec\.sinks\[1\]\.target\.volume\.subPath: .*must be a relative path inside the volume/,
+      })),
+      {
+        kind: "Topic",
+        set: [["spec", "sinks", 0, "target", "blockPool", "path"], "/lake/../etc"],
+        refusal: /spec\.sinks\[0\]\.target\.blockPool\.path: .*must be an absolute path in the BlockPool/,
+      },
+      {
+        kind: "CDCStream",
+        set: [["spec", "snapshot", "files", "blockPool", "path"], "/lake/./snapshots"],
+        refusal: /spec\.snapshot\.files\.blockPool\.path: .*must be an absolute path in the BlockPool/,
+      },
+      {
+        kind: "VideoCollector",
+        set: [["spec", "archive", "blockPool", "path"], "video/loading-dock"],
+        refusal: /spec\.archive\.blockPool\.path: .*must be an absolute path in the BlockPool/,
+      },
+      ...["/lake/../archive", "/..", "/lake//archive", "/lake/archive/", "lake/archive", "/lake:archive"].map(
+        (path) => ({
+          kind: "BlockPool",
+          set: [["spec", "erasureCoding", 0, "path"], path] as [Path, unknown],
+          refusal: /spec\.erasureCoding\[0\]\.path: .*must be an absolute path in the BlockPool/,
+        }),
+      ),
+      {
+        kind: "BlockPool",
+        set: [["spec", "quotas", 0, "path"], "/lake/clickstream/.."],
+        refusal: /spec\.quotas\[0\]\.path: .*must be an absolute path in the BlockPool/,
+      },
     ];
     for (const { kind, name, set, unset, refusal: expected } of cases) {
       const object = structuredClone(
@@ -490,6 +531,19 @@ describe("CRDs on the API server", () => {
       else delete parent[path.at(-1)!];
       await expectRefused(() => createDryRun(object), expected);
     }
+  });
+
+  it("accepts paths whose components only look like '.' or '..'", async () => {
+    const topic = example("Topic");
+    topic.metadata.name = "odd-paths";
+    topic.spec.sinks[0].target.blockPool.path = "/lake/.hidden/v1..2/..raw";
+    topic.spec.sinks[1].target.volume.subPath = "avro/..old/./x..";
+    await eventually(() => createDryRun(topic), "a Topic with unusual but valid paths");
+    const root = example("Topic");
+    root.metadata.name = "root-paths";
+    root.spec.sinks[0].target.blockPool.path = "/";
+    root.spec.sinks[1].target.volume.subPath = "";
+    await eventually(() => createDryRun(root), "a Topic writing at the roots");
   });
 
   it("refuses duplicate list keys (tasks by id)", async () => {

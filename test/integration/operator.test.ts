@@ -311,6 +311,31 @@ describe("validation the schema cannot express", () => {
     });
   });
 
+  it("reports a Dag schedule the API server let through but cron refuses as Degraded InvalidSchedule", async () => {
+    // Five tokens pass the CRD's pattern; only the operator's cron parser reads what they hold.
+    await client.create(dags, {
+      apiVersion: dagDefinition.apiVersion,
+      kind: "Dag",
+      metadata: { name: "nightly", namespace },
+      spec: { schedule: "a b c d e", tasks: [{ id: "only", command: ["true"] }] },
+    });
+    const degraded = await waitFor("InvalidSchedule", async () => {
+      const current = await client.get(dags, namespace, "nightly");
+      return condition(current, "Degraded")?.reason === "InvalidSchedule" ? current : undefined;
+    });
+    expect(condition(degraded, "Degraded")?.message).toMatch(
+      /^spec\.schedule: "a b c d e" is not a valid cron expression: /,
+    );
+    expect(condition(degraded, "Ready")?.status).toBe("False");
+    await client.mergePatch(dags, namespace, "nightly", { spec: { schedule: "0 0 31 2 *" } });
+    await waitFor("a date that never comes refused", async () => {
+      const degradedAgain = condition(await client.get(dags, namespace, "nightly"), "Degraded");
+      return degradedAgain?.message.includes('"0 0 31 2 *"') ? degradedAgain : undefined;
+    });
+    await client.mergePatch(dags, namespace, "nightly", { spec: { schedule: "@daily" } });
+    await waitFor("Dag accepted", async () => isAccepted(await client.get(dags, namespace, "nightly")));
+  });
+
   it("reports YarnQueue children whose capacities exceed 100% and clears it when a sibling shrinks", async () => {
     const queue = (name: string, spec: Record<string, unknown>): KubeObject => ({
       apiVersion: yarnQueueDefinition.apiVersion,

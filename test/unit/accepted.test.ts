@@ -57,6 +57,16 @@ describe("a kind without a data plane yet", () => {
     expect(ready).toMatchObject({ status: "False", reason: "DagCycle" });
   });
 
+  it("reports a schedule the cron parser refuses as Degraded InvalidSchedule, naming the field", async () => {
+    const { ready, degraded } = await reconcileDag({
+      schedule: "a b c d e",
+      tasks: [{ id: "only", command: ["true"] }],
+    });
+    expect(degraded).toMatchObject({ status: "True", reason: "InvalidSchedule" });
+    expect(degraded?.message).toMatch(/^spec\.schedule: "a b c d e" is not a valid cron expression: /);
+    expect(ready).toMatchObject({ status: "False", reason: "InvalidSchedule" });
+  });
+
   it("keeps the paused health while reconciliation is paused", async () => {
     const { progressing } = await reconcileDag({
       tasks: [{ id: "only", command: ["true"] }],

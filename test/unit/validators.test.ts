@@ -13,6 +13,7 @@ describe("Dag validation", () => {
           { id: "transform", dependsOn: ["extract"] },
           { id: "load", dependsOn: ["transform", "extract"] },
         ] as never,
+        timeZone: "UTC",
       }),
     ).toEqual([]);
   });

@@ -1,14 +1,22 @@
 import { Reason } from "../../api/conditions.js";
 import type { DagSpec } from "../../api/dag.js";
 import type { SpecProblem } from "../common.js";
+import { scheduleProblem, timeZoneProblem } from "../schedule.js";
 
 /**
  * A Dag's tasks must form a directed acyclic graph over known ids. The CRD's CEL rule checks
  * that dependencies exist; a cycle is beyond CEL, so it is found here (depth-first search,
- * reporting the cycle's path so the user sees which edge to cut).
+ * reporting the cycle's path so the user sees which edge to cut). The CRD checks only the
+ * schedule's shape; its fields and time zone are checked here.
  */
-export function validateDag(spec: Pick<DagSpec, "tasks">): SpecProblem[] {
+export function validateDag(spec: Pick<DagSpec, "tasks" | "schedule" | "timeZone">): SpecProblem[] {
   const problems: SpecProblem[] = [];
+  if (spec.schedule != null) {
+    const problem = scheduleProblem("spec.schedule", spec.schedule);
+    if (problem) problems.push(problem);
+  }
+  const timeZone = timeZoneProblem("spec.timeZone", spec.timeZone);
+  if (timeZone) problems.push(timeZone);
   const ids = new Set(spec.tasks.map((task) => task.id));
   for (const [index, task] of spec.tasks.entries()) {
     for (const dependency of task.dependsOn ?? []) {
