@@ -6,9 +6,10 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SchemaRegistry } from "../../src/dataplane/avro/registry.js";
 import { collectorConfigSchema } from "../../src/dataplane/clickstream/config.js";
+import type { DeadLetter } from "../../src/dataplane/clickstream/deadLetter.js";
 import { type RunningCollector, startCollector } from "../../src/dataplane/clickstream/main.js";
 import type { ClickEvent } from "../../src/dataplane/clickstream/schema.js";
-import type { DeadLetter, EventsResponse } from "../../src/dataplane/clickstream/server.js";
+import type { EventsResponse } from "../../src/dataplane/clickstream/server.js";
 import { testEnv, uniqueName } from "../support/env.js";
 import { createTopics, type ReadMessage, readTopic } from "../support/kafka.js";
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { NOT_JSON, parseBody as parse, UnparseableLine } from "../../src/dataplane/clickstream/body.js";
 import { parseCollectorConfig } from "../../src/dataplane/clickstream/config.js";
 import {
   type ClickEvent,
@@ -6,9 +7,10 @@ import {
   type ServerContext,
   validateEvent,
 } from "../../src/dataplane/clickstream/schema.js";
-import { parseBody, UnparseableLine } from "../../src/dataplane/clickstream/server.js";
 
 const receivedAt = Date.UTC(2026, 10, 26, 7, 0, 0);
+const parseBody = (body: Buffer, contentType: string | undefined) =>
+  parse(body, contentType, { maxStringLength: 64 * 1024 });
 const context: ServerContext = {
   receivedAt,
   collectorId: "collector-0",
@@ -179,7 +181,12 @@ describe("request bodies", () => {
   });
 
   it("calls a body that is not JSON at all unparseable", () => {
-    expect(parseBody(Buffer.from("hello"), "application/json")).toEqual({ unparseable: "hello" });
+    expect(parseBody(Buffer.from("hello"), "application/json")).toEqual({
+      refused: { reason: "unparseable-body", message: NOT_JSON },
+    });
+    expect(parseBody(Buffer.from("hello\n{oops"), "application/x-ndjson")).toEqual({
+      refused: { reason: "unparseable-body", message: NOT_JSON },
+    });
   });
 });
 

@@ -7,6 +7,8 @@ import { z } from "zod";
 import { SCHEMAS_TOPIC } from "../avro/registry.js";
 import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
 import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
+import { DEAD_LETTER_ENVELOPE_BYTES } from "./deadLetter.js";
+import { MAX_URL_LENGTH } from "./schema.js";
 
 const count = (what: string) =>
   z.coerce
@@ -45,8 +47,12 @@ export const collectorConfigSchema = z
     host: z.string().default("0.0.0.0"),
     port: z.coerce.number().int().min(0).max(65535).default(8080),
     clientId: z.string().min(1).default("tributary-collector"),
-    /** Identifies this instance in every event; the pod name in Kubernetes. */
-    collectorId: z.string().min(1).default(hostname()),
+    /** Identifies this instance in every event; the pod name in Kubernetes (at most 253 characters). */
+    collectorId: z
+      .string()
+      .min(1)
+      .max(253, { error: "collectorId must be at most 253 characters, as a pod name is" })
+      .default(hostname()),
     maxBodyBytes: count("maxBodyBytes").default(1024 * 1024),
     maxEventsPerRequest: count("maxEventsPerRequest").default(1000),
     maxBufferedEvents: count("maxBufferedEvents").default(20_000),
@@ -54,6 +60,19 @@ export const collectorConfigSchema = z
     maxBatchEvents: count("maxBatchEvents").default(1000),
     /** Below the broker's default message.max.bytes (1 MiB) for one partition's record batch. */
     maxBatchBytes: count("maxBatchBytes").default(512 * 1024),
+    /**
+     * The most of a refused body, NDJSON line or event a dead letter keeps, in bytes of its JSON;
+     * the letter records the size the whole had. Kafka refuses a message over its message size,
+     * and a letter it refuses would fail its request on every retry.
+     */
+    deadLetterRawBytes: count("deadLetterRawBytes")
+      .min(1024, { error: "deadLetterRawBytes must be at least 1024" })
+      .default(64 * 1024),
+    /**
+     * The longest string or property name a body may hold, in characters. No field of an event is
+     * longer than 8192; a body with a far longer string is no tracker's, and is refused whole (400).
+     */
+    maxStringLength: count("maxStringLength").default(64 * 1024),
     lingerMs: z.coerce.number().int().min(0).default(2),
     /** How long a request waits for Kafka's acknowledgement before answering 503. */
     ackTimeoutMs: count("ackTimeoutMs").default(10_000),
@@ -83,6 +102,14 @@ export const collectorConfigSchema = z
   .refine((config) => config.maxEventsPerRequest <= config.maxBufferedEvents, {
     error: "maxEventsPerRequest must not exceed maxBufferedEvents, or a full request could never be buffered",
     path: ["maxEventsPerRequest"],
+  })
+  .refine((config) => config.deadLetterRawBytes + DEAD_LETTER_ENVELOPE_BYTES <= config.maxBatchBytes, {
+    error: `deadLetterRawBytes must leave ${DEAD_LETTER_ENVELOPE_BYTES} bytes for the rest of a dead letter within maxBatchBytes, which is kept below Kafka's message size`,
+    path: ["deadLetterRawBytes"],
+  })
+  .refine((config) => config.maxStringLength >= MAX_URL_LENGTH, {
+    error: `maxStringLength must be at least ${MAX_URL_LENGTH}, the longest field of an event (request.url, referrer)`,
+    path: ["maxStringLength"],
   })
   .transform((config, ctx) => ({
     ...withoutSecuritySettings(config),

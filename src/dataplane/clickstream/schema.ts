@@ -17,6 +17,9 @@ const EARLIEST_EVENT_TIME = Date.UTC(2000, 0, 1);
 /** Clients' clocks run ahead; a day of skew is tolerated, more is refused. */
 const MAX_CLOCK_SKEW_MS = 24 * 60 * 60 * 1000;
 
+/** The longest field of an event: request.url and referrer, URLs as browsers send them. */
+export const MAX_URL_LENGTH = 8192;
+
 const SESSION_ID = /^[A-Za-z0-9_-]{8,128}$/;
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
@@ -66,9 +69,13 @@ function eventTimeMillis(value: number | string): number | string {
   let ms: number;
   if (typeof value === "number" || /^\d+$/.test(value)) {
     ms = Number(value);
-    if (!Number.isSafeInteger(ms)) return `eventTime ${value} is not a whole number of epoch milliseconds`;
+    if (!Number.isSafeInteger(ms)) {
+      return `eventTime ${digits(value)} is not a whole number of epoch milliseconds`;
+    }
     // 1e11 ms is 1973, but 1e11 s is the year 5138: a small number is someone sending seconds.
-    if (ms < 1e11) return `eventTime ${value} looks like epoch seconds; send epoch milliseconds or ISO 8601`;
+    if (ms < 1e11) {
+      return `eventTime ${digits(value)} looks like epoch seconds; send epoch milliseconds or ISO 8601`;
+    }
   } else {
     if (!ISO_8601.test(value)) {
       return `eventTime "${value.slice(0, 40)}" is not an ISO 8601 datetime with a zone (e.g. 2026-11-26T07:00:00.000Z)`;
@@ -79,6 +86,13 @@ function eventTimeMillis(value: number | string): number | string {
   }
   if (ms < EARLIEST_EVENT_TIME) return `eventTime ${new Date(ms).toISOString()} is before 2000-01-01`;
   return ms;
+}
+
+/** A string of digits may be as long as the body: a message quotes its start and says how long it is. */
+function digits(value: number | string): string {
+  return typeof value === "string" && value.length > 40
+    ? `${value.slice(0, 40)}… (${value.length} characters)`
+    : String(value);
 }
 
 const eventTime = z
@@ -106,9 +120,12 @@ const request = z.object(
           `request.method must be one of ${HTTP_METHODS.join(", ")}, got ${describe(issue.input)}`,
       })
       .default("GET"),
-    url: text("request.url", 8192).refine((value) => value.startsWith("/") || /^https?:\/\//i.test(value), {
-      error: "request.url must be a path starting with / or an absolute http(s) URL",
-    }),
+    url: text("request.url", MAX_URL_LENGTH).refine(
+      (value) => value.startsWith("/") || /^https?:\/\//i.test(value),
+      {
+        error: "request.url must be a path starting with / or an absolute http(s) URL",
+      },
+    ),
     videoId: optionalText("request.videoId", 256),
   },
   {
@@ -138,7 +155,7 @@ export const clickEventInput = z.object(
       .regex(SESSION_ID, { error: "sessionId must be 8 to 128 characters of A-Z, a-z, 0-9, _ or -" }),
     userId: optionalText("userId", 256),
     userAgent: text("userAgent", 2048),
-    referrer: optionalText("referrer", 8192),
+    referrer: optionalText("referrer", MAX_URL_LENGTH),
     request,
   },
   { error: (issue) => `an event must be a JSON object, got ${describe(issue.input)}` },
@@ -283,14 +300,14 @@ export function validInput(raw: unknown, context: ServerContext): ValidInput | u
   const userAgent = absent(given.userAgent) ? context.userAgent : given.userAgent;
   if (!isText(userAgent, 2048)) return undefined;
   const referrer = absent(given.referrer) ? (context.referrer ?? null) : given.referrer;
-  if (!isNullishText(referrer, 8192)) return undefined;
+  if (!isNullishText(referrer, MAX_URL_LENGTH)) return undefined;
   const request = given.request;
   if (request === null || typeof request !== "object" || Array.isArray(request)) return undefined;
   const { method: givenMethod, url, videoId: givenVideoId } = request as Record<string, unknown>;
   const method =
     givenMethod === undefined ? "GET" : typeof givenMethod === "string" ? givenMethod.toUpperCase() : "";
   if (!HTTP_METHOD_SET.has(method)) return undefined;
-  if (!isText(url, 8192) || !(url.startsWith("/") || ABSOLUTE_HTTP_URL.test(url))) return undefined;
+  if (!isText(url, MAX_URL_LENGTH) || !(url.startsWith("/") || ABSOLUTE_HTTP_URL.test(url))) return undefined;
   const videoId = givenVideoId === "" ? null : givenVideoId;
   if (!isNullishText(videoId, 256)) return undefined;
   return {
@@ -303,6 +320,11 @@ export function validInput(raw: unknown, context: ServerContext): ValidInput | u
     referrer,
     request: { method, url, videoId },
   };
+}
+
+/** A session id the schema takes: what a dead letter may be keyed by. */
+export function isSessionId(value: unknown): value is string {
+  return typeof value === "string" && SESSION_ID.test(value);
 }
 
 function isText(value: unknown, max: number): value is string {

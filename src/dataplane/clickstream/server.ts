@@ -11,23 +11,29 @@
  * Responses to POST, as web-analytics collectors do it (Snowplow, Segment): `200` once every event
  * of the request is durable in Kafka — valid ones on the events topic, invalid ones on the
  * dead-letter topic — with a body that says, per event, which were accepted and why the others
- * were refused. Trackers retry any non-2xx answer, and a refused event would be refused again, so
- * refusals are reported in the body rather than as a 4xx status. Non-2xx answers mean "nothing of
- * this request may be counted as received; send it again":
+ * were refused. A refused event would be refused again, and the request's other events are taken,
+ * so refusals are reported in the body rather than as a 4xx status. Other answers mean "nothing of
+ * this request may be counted as received": 400 and 413 that sending it again will not help, 429
+ * and 503 (which trackers retry) that it will:
  *
- *   400  the body is not JSON/NDJSON at all (it is dead-lettered as it came)
+ *   400  the body is not UTF-8, not JSON nor NDJSON, nests arrays and objects more than 32 levels
+ *        deep, or holds a string longer than `maxStringLength` (body.ts). Answered once its dead
+ *        letter is durable: the body's first `deadLetterRawBytes` and its size (deadLetter.ts).
  *   413  the body is larger than `maxBodyBytes`, has more than `maxEventsPerRequest` events, or
  *        would not fit the whole buffer even when empty
  *   429  the buffer of events waiting for Kafka is full (Retry-After)
  *   503  Kafka is unreachable or did not acknowledge in time (Retry-After)
  */
+import { isUtf8 } from "node:buffer";
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { type AddressInfo, isIP } from "node:net";
 import type { Logger } from "../../log.js";
 import type { RegisteredSchema } from "../avro/registry.js";
 import { encodeWith } from "../avro/registry.js";
+import { type BodyRefusal, parseBody, UnparseableLine } from "./body.js";
 import type { CollectorConfig } from "./config.js";
+import { boundedErrors, type DeadLetter, encodeDeadLetter, type Refused } from "./deadLetter.js";
 import type { CollectorMetrics } from "./metrics.js";
 import {
   BufferFullError,
@@ -36,7 +42,7 @@ import {
   type ProducePipeline,
   SubmissionTooLargeError,
 } from "./pipeline.js";
-import { type FieldError, type ServerContext, validateEvent } from "./schema.js";
+import { type FieldError, isSessionId, type ServerContext, validateEvent } from "./schema.js";
 
 /** The smallest transparent GIF: 1×1, one palette entry, transparent. */
 export const PIXEL_GIF = Buffer.from("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7", "base64");
@@ -51,19 +57,6 @@ export interface EventsResponse {
   results: EventResult[];
 }
 
-/** A dead-lettered event: what came in, why it was refused, and when. */
-export interface DeadLetter {
-  reason: "invalid-event" | "unparseable-body";
-  errors: FieldError[];
-  /** The event as the client sent it (parsed JSON), or the raw text when it was not JSON. */
-  raw: unknown;
-  index: number;
-  receivedAt: string;
-  collectorId: string;
-  clientIp: string;
-  topic: string;
-}
-
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -73,8 +66,6 @@ class HttpError extends Error {
     super(message);
   }
 }
-
-type Parsed = { events: unknown[] } | { unparseable: string };
 
 export class CollectorServer {
   private readonly server: Server;
@@ -158,29 +149,14 @@ export class CollectorServer {
   private async postEvents(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.cors(req, res);
     const context = this.serverContext(req, res);
-    let parsed: Parsed;
+    let body: Buffer;
     try {
-      const body = await this.readBody(req);
-      parsed = parseBody(body, req.headers["content-type"]);
+      body = await this.readBody(req);
     } catch (error) {
       return this.fail(res, "events", error);
     }
-    if ("unparseable" in parsed) {
-      const letter = this.deadLetter("unparseable-body", parsed.unparseable, 0, context, [
-        { field: "", message: "the body is neither JSON nor NDJSON" },
-      ]);
-      try {
-        await this.produce([letter]);
-        this.metrics.eventsRefused.inc();
-        this.metrics.eventsDeadLettered.inc();
-      } catch (error) {
-        return this.fail(res, "events", error);
-      }
-      return this.json(res, "events", 400, {
-        error:
-          'the body is neither a JSON event, {"events": [...]}, a JSON array nor NDJSON (one event per line)',
-      });
-    }
+    const parsed = parseBody(body, req.headers["content-type"], this.config);
+    if ("refused" in parsed) return this.refuseBody(res, body, parsed.refused, context);
     if (parsed.events.length > this.config.maxEventsPerRequest) {
       return this.fail(
         res,
@@ -250,6 +226,25 @@ export class CollectorServer {
     this.metrics.requests.inc({ route: "pixel", code: "200" });
   }
 
+  /** Dead-letters a body refused whole, then answers 400 with the reason. */
+  private async refuseBody(
+    res: ServerResponse,
+    body: Buffer,
+    refusal: BodyRefusal,
+    context: ServerContext,
+  ): Promise<void> {
+    const refused: Refused = isUtf8(body) ? { text: body.toString("utf8") } : { bytes: body };
+    const errors = [{ field: "", message: refusal.message }];
+    try {
+      await this.produce([this.deadLetter(refusal.reason, refused, 0, context, errors)]);
+      this.metrics.eventsRefused.inc();
+      this.metrics.eventsDeadLettered.inc();
+    } catch (error) {
+      return this.fail(res, "events", error);
+    }
+    this.json(res, "events", 400, { error: refusal.message });
+  }
+
   /** Validates and encodes each event: accepted ones for the topic, refused ones for the DLQ. */
   private prepare(
     events: unknown[],
@@ -260,7 +255,7 @@ export class CollectorServer {
     events.forEach((raw, index) => {
       if (raw instanceof UnparseableLine) {
         const errors = [{ field: "", message: `line ${raw.line} of the NDJSON body is not valid JSON` }];
-        messages.push(this.deadLetter("invalid-event", raw.text, index, context, errors));
+        messages.push(this.deadLetter("invalid-event", { text: raw.text }, index, context, errors));
         results.push({ index, status: "refused", errors });
         return;
       }
@@ -274,8 +269,10 @@ export class CollectorServer {
         });
         results.push({ index, status: "accepted", eventId: event.eventId });
       } else {
-        messages.push(this.deadLetter("invalid-event", raw, index, context, validation.errors));
-        results.push({ index, status: "refused", errors: validation.errors });
+        // Cut here, so that the client's answer is as bounded as the dead letter.
+        const errors = boundedErrors(validation.errors);
+        messages.push(this.deadLetter("invalid-event", { event: raw }, index, context, errors));
+        results.push({ index, status: "refused", errors });
       }
     });
     return { messages, results };
@@ -283,28 +280,28 @@ export class CollectorServer {
 
   private deadLetter(
     reason: DeadLetter["reason"],
-    raw: unknown,
+    refused: Refused,
     index: number,
     context: ServerContext,
     errors: FieldError[],
   ): OutboundMessage {
-    const letter: DeadLetter = {
+    const envelope = {
       reason,
       errors,
-      raw,
       index,
       receivedAt: new Date(context.receivedAt).toISOString(),
       collectorId: context.collectorId,
       clientIp: context.clientIp,
       topic: this.config.topic,
     };
-    const sessionId =
-      raw !== null &&
-      typeof raw === "object" &&
-      typeof (raw as { sessionId?: unknown }).sessionId === "string"
-        ? (raw as { sessionId: string }).sessionId
-        : context.sessionId;
-    return { topic: this.config.dlqTopic, key: sessionId, value: Buffer.from(JSON.stringify(letter)) };
+    // Keyed as the event's accepted siblings are, by its own session when it has one; a refused
+    // sessionId may be anything, as long as the body.
+    const own = "event" in refused ? (refused.event as { sessionId?: unknown } | null)?.sessionId : undefined;
+    return {
+      topic: this.config.dlqTopic,
+      key: isSessionId(own) ? own : context.sessionId,
+      value: encodeDeadLetter(envelope, refused, this.config.deadLetterRawBytes),
+    };
   }
 
   /** Resolves once Kafka acknowledged every message; throws what the client should be told. */
@@ -417,7 +414,9 @@ export class CollectorServer {
   private clientIp(req: IncomingMessage): string {
     if (this.config.trustForwardedFor) {
       const forwarded = header(req, "x-forwarded-for")?.split(",")[0]?.trim();
-      if (forwarded && isIP(forwarded)) return forwarded;
+      // isIP takes an IPv6 zone id (`%eth0`) of any length, which means nothing off the client's
+      // host; 45 characters is the longest address without one (an IPv4-mapped IPv6 address).
+      if (forwarded && forwarded.length <= 45 && isIP(forwarded)) return forwarded;
     }
     const peer = req.socket.remoteAddress ?? "";
     // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
@@ -495,55 +494,4 @@ function readCookie(req: IncomingMessage, name: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/**
- * One JSON event, `{"events": [...]}`, a JSON array, or NDJSON (one event per line; a line that
- * is not JSON becomes an event that validation refuses with the line number).
- */
-export function parseBody(body: Buffer, contentType: string | undefined): Parsed {
-  const text = body.toString("utf8");
-  const ndjson = /^application\/(x-)?(ndjson|jsonl|jsonlines)\b/i.test(contentType ?? "");
-  if (!ndjson) {
-    try {
-      const value: unknown = JSON.parse(text);
-      if (Array.isArray(value)) return { events: value };
-      if (
-        value !== null &&
-        typeof value === "object" &&
-        Array.isArray((value as { events?: unknown }).events)
-      ) {
-        return { events: (value as { events: unknown[] }).events };
-      }
-      return { events: [value] };
-    } catch {
-      if (!text.includes("\n")) return { unparseable: text };
-    }
-  }
-  const events: unknown[] = [];
-  let lineNumber = 0;
-  let anyParsed = false;
-  for (const line of text.split("\n")) {
-    lineNumber++;
-    if (line.trim() === "") continue;
-    try {
-      events.push(JSON.parse(line));
-      anyParsed = true;
-    } catch {
-      events.push(new UnparseableLine(lineNumber, line));
-    }
-  }
-  if (!anyParsed && events.length > 0) return { unparseable: text };
-  return { events };
-}
-
-/** A line of an NDJSON body that is not JSON: validation refuses it with its line number. */
-export class UnparseableLine {
-  constructor(
-    readonly line: number,
-    readonly text: string,
-  ) {}
-  toJSON(): string {
-    return this.text;
-  }
 }
