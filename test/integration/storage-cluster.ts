@@ -269,6 +269,8 @@ export interface NameNodeStatus {
   txid: number;
   liveDataNodes: number;
   deadDataNodes: number;
+  /** Live data nodes silent past the stale interval (HDFS's NumStaleDataNodes). */
+  staleDataNodes: number;
   decommissioningDataNodes: number;
   decommissionedDataNodes: number;
   capacity: number;
@@ -285,6 +287,7 @@ export interface NameNodeStatus {
     networkLocation: string;
     capacity: number;
     adminState: "NORMAL" | "DECOMMISSION_INPROGRESS" | "DECOMMISSIONED" | "DEAD";
+    stale: boolean;
   }[];
 }
 

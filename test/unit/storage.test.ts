@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { crc32c } from "../../src/dataplane/storage/crc32c.js";
 import { BlockStore } from "../../src/dataplane/storage/datanode/blockStore.js";
 import { BlockManager } from "../../src/dataplane/storage/namenode/blockManager.js";
@@ -276,5 +276,80 @@ describe("BlockManager placement", () => {
       expect(third!.networkLocation).toBe(second!.networkLocation);
       expect(third!.datanodeUuid).not.toBe(second!.datanodeUuid);
     }
+  });
+});
+
+describe("BlockManager around silent data nodes", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const node = (i: number) => ({
+    datanodeUuid: `dn${i}`,
+    hostName: "127.0.0.1",
+    xferPort: 1000 + i,
+    infoPort: 2000 + i,
+  });
+  const heartbeat = (manager: BlockManager, ...indices: number[]) => {
+    for (const i of indices)
+      manager.heartbeat(
+        { datanode: node(i), networkLocation: "/r1", capacity: 1, dfsUsed: 0, remaining: 1, numBlocks: 0 },
+        true,
+      );
+  };
+  const uuids = (nodes: { datanodeUuid: string }[]) => nodes.map((info) => info.datanodeUuid);
+
+  it("offers a stale holder last, a dead one never, and places new blocks on fresh nodes", () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(1_000_000);
+    const manager = new BlockManager(new Namespace(), {
+      heartbeatExpiryMs: 30_000,
+      staleIntervalMs: 10_000,
+      pendingReplicationTimeoutMs: 60_000,
+    });
+    heartbeat(manager, 0, 1, 2, 3);
+    manager.pipelineAcknowledged(7, ["dn0", "dn1", "dn2"]);
+    expect(uuids(manager.readCandidates(7)).sort()).toEqual(["dn0", "dn1", "dn2"]);
+
+    // dn0 is killed: silent past the stale interval, not yet past the expiry.
+    vi.setSystemTime(1_012_000);
+    heartbeat(manager, 1, 2, 3);
+    expect(uuids(manager.goodReplicas(7))).toEqual(["dn1", "dn2", "dn0"]);
+    expect(uuids(manager.readCandidates(7)).sort()).toEqual(["dn1", "dn2"]);
+    expect(uuids(manager.writeCandidates()).sort()).toEqual(["dn1", "dn2", "dn3"]);
+    for (let trial = 0; trial < 20; trial++)
+      expect(uuids(manager.chooseTargets(3, undefined, []))).not.toContain("dn0");
+    expect(manager.report().find((info) => info.datanodeUuid === "dn0")).toMatchObject({
+      adminState: "NORMAL",
+      stale: true,
+    });
+
+    // Past the expiry it is dead: its replica is not offered at all.
+    vi.setSystemTime(1_031_000);
+    heartbeat(manager, 1, 2, 3);
+    expect(uuids(manager.goodReplicas(7))).toEqual(["dn1", "dn2"]);
+    expect(manager.report().find((info) => info.datanodeUuid === "dn0")).toMatchObject({
+      adminState: "DEAD",
+      stale: false,
+    });
+  });
+
+  it("sends a read to the holder heard from last when every holder is stale", () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(1_000_000);
+    const manager = new BlockManager(new Namespace(), {
+      heartbeatExpiryMs: 30_000,
+      staleIntervalMs: 10_000,
+      pendingReplicationTimeoutMs: 60_000,
+    });
+    heartbeat(manager, 0);
+    vi.setSystemTime(1_001_000);
+    heartbeat(manager, 1);
+    vi.setSystemTime(1_002_000);
+    heartbeat(manager, 2);
+    manager.pipelineAcknowledged(7, ["dn0", "dn1", "dn2"]);
+    vi.setSystemTime(1_015_000);
+    expect(uuids(manager.goodReplicas(7))).toEqual(["dn2", "dn1", "dn0"]);
+    expect(uuids(manager.readCandidates(7))).toEqual(["dn2"]);
   });
 });

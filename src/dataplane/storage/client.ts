@@ -166,8 +166,10 @@ export class WebHdfsClient {
 
   /**
    * Runs a two-step operation again when the data node it was sent to refused the connection
-   * (it died before the name node noticed): nothing reached it, so a retry is safe. A streamed
-   * body cannot be replayed, so only fixed bodies are retried.
+   * (it died before the name node noticed) or answered that it is busy (503 with Retry-After,
+   * HDFS's RetriableException: it serves its maximum of writers): it did nothing, so a retry,
+   * which may be sent to another data node, is safe. A streamed body cannot be replayed, so
+   * only fixed bodies are retried.
    */
   private async withDataNode<T>(data: Body | undefined, step: () => Promise<T>): Promise<T> {
     const replayable = data === undefined || typeof data === "string" || data instanceof Uint8Array;
@@ -176,8 +178,10 @@ export class WebHdfsClient {
         return await step();
       } catch (error) {
         const refused = (error as NodeJS.ErrnoException).code === "ECONNREFUSED";
-        if (!refused || !replayable || attempt >= 8) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        const busy = error instanceof RemoteException && error.exception === "RetriableException";
+        if (!(refused || busy) || !replayable || attempt >= 8) throw error;
+        const retryAfterMs = busy ? ((error as RemoteException).retryAfterSeconds ?? 0) * 1000 : 0;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(retryAfterMs, 200 * attempt)));
       }
     }
   }
@@ -241,7 +245,8 @@ export class WebHdfsClient {
   }
 
   private async expect(response: Response, status: number): Promise<void> {
-    if (response.status !== status) throw parseRemoteException(response.status, response.body);
+    if (response.status !== status)
+      throw parseRemoteException(response.status, response.body, response.headers);
   }
 }
 

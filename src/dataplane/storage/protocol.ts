@@ -3,7 +3,12 @@
  * DatanodeInfo, LocatedBlock, RemoteException) carried as JSON over HTTP on loopback or the pod
  * network.
  */
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from "node:http";
 
 export interface ExtendedBlock {
   blockId: number;
@@ -88,20 +93,37 @@ export interface HeartbeatResponse {
   haState: "active" | "standby";
 }
 
+/** How an error is answered beyond its JSON body. */
+export interface RemoteExceptionOptions {
+  /** Sent as Retry-After: the caller may try again after this many seconds. */
+  retryAfterSeconds?: number | undefined;
+  /**
+   * The request's body was not read (refused before it): the answer closes the connection
+   * instead of the server reading the rest of the body for nothing.
+   */
+  closeConnection?: boolean;
+}
+
 /**
  * An error with the name and status HDFS gives it, rendered as WebHDFS's RemoteException
  * JSON. WebHDFS maps FileNotFoundException to 404, argument errors to 400 and every other
  * IOException (quota, lease, standby, already exists) to 403.
  */
 export class RemoteException extends Error {
+  readonly retryAfterSeconds: number | undefined;
+  readonly closeConnection: boolean;
+
   constructor(
     readonly exception: string,
     message: string,
     readonly javaClassName = javaClassFor(exception),
     readonly status = statusFor(exception),
+    options: RemoteExceptionOptions = {},
   ) {
     super(message);
     this.name = exception;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.closeConnection = options.closeConnection ?? false;
   }
 
   toJSON() {
@@ -135,6 +157,7 @@ const JAVA_CLASSES: Record<string, string> = {
   InvalidPathException: "org.apache.hadoop.fs.InvalidPathException",
   FencedException: "org.apache.hadoop.hdfs.server.namenode.FencedException",
   AccessControlException: "org.apache.hadoop.security.AccessControlException",
+  RetriableException: "org.apache.hadoop.ipc.RetriableException",
 };
 
 function javaClassFor(exception: string): string {
@@ -151,8 +174,43 @@ function statusFor(exception: string): number {
 export const fileNotFound = (path: string) =>
   new RemoteException("FileNotFoundException", `File does not exist: ${path}`);
 export const illegalArgument = (message: string) => new RemoteException("IllegalArgumentException", message);
+/**
+ * HDFS's RetriableException, as a 503 with Retry-After: the server is busy, not broken, and the
+ * same request may succeed later (Hadoop's client retries it). Refused before the body is read.
+ */
+export const retriable = (message: string, retryAfterSeconds: number) =>
+  new RemoteException("RetriableException", message, undefined, 503, {
+    retryAfterSeconds,
+    closeConnection: true,
+  });
 
-/** Reads a whole request or response body (bounded: metadata calls are small). */
+/**
+ * Reads a whole request body that must fit in `limit` bytes, refusing a larger one with 413
+ * (HDFS's words for an oversized RPC): at once when its Content-Length says so, otherwise as
+ * soon as the bytes pass the limit, without reading the rest.
+ */
+export async function readRequestBody(req: IncomingMessage, limit: number, what: string): Promise<Buffer> {
+  const tooLarge = (length: string) =>
+    new RemoteException(
+      "IOException",
+      `Requested data length ${length} is longer than maximum configured RPC length ${limit} for ${what}. RPC came from ${req.socket.remoteAddress}`,
+      undefined,
+      413,
+      { closeConnection: true },
+    );
+  const declared = Number(req.headers["content-length"]);
+  if (declared > limit) throw tooLarge(String(declared));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw tooLarge(`of more than ${limit}`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Reads a whole response body (bounded: metadata answers are small). Requests: readRequestBody. */
 export async function readBody(stream: IncomingMessage, limit = 64 * 1024 * 1024): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -194,18 +252,27 @@ export function sendError(res: ServerResponse, error: unknown): void {
     res.destroy(remote);
     return;
   }
-  sendJson(res, remote.status, remote.toJSON());
+  const headers: Record<string, string> = {};
+  if (remote.retryAfterSeconds !== undefined) headers["retry-after"] = String(remote.retryAfterSeconds);
+  if (remote.closeConnection) headers.connection = "close";
+  sendJson(res, remote.status, remote.toJSON(), headers);
 }
 
-/** Turns a RemoteException JSON body back into the error it names. */
-export function parseRemoteException(status: number, body: Buffer): RemoteException {
+/** Turns a RemoteException JSON body (and its Retry-After, if any) back into the error it names. */
+export function parseRemoteException(
+  status: number,
+  body: Buffer,
+  headers: IncomingHttpHeaders = {},
+): RemoteException {
+  const retryAfter = Number(headers["retry-after"]);
+  const options = { retryAfterSeconds: retryAfter >= 0 ? retryAfter : undefined };
   try {
     const parsed = JSON.parse(body.toString("utf8")) as {
       RemoteException?: { exception: string; javaClassName: string; message: string };
     };
     if (parsed.RemoteException) {
       const { exception, javaClassName, message } = parsed.RemoteException;
-      return new RemoteException(exception, message, javaClassName, status);
+      return new RemoteException(exception, message, javaClassName, status, options);
     }
   } catch {
     // Not JSON: fall through to a plain IOException with the text.
@@ -215,6 +282,7 @@ export function parseRemoteException(status: number, body: Buffer): RemoteExcept
     `HTTP ${status}: ${body.toString("utf8").slice(0, 500)}`,
     undefined,
     status,
+    options,
   );
 }
 

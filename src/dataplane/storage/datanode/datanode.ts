@@ -20,6 +20,7 @@ import {
   PipelineException,
   readFile,
   sendBlock,
+  type WriteOptions,
   writeFile,
 } from "../dfsClient.js";
 import { validatePath } from "../path.js";
@@ -29,10 +30,12 @@ import {
   type ExtendedBlock,
   type HeartbeatResponse,
   illegalArgument,
+  infoAddress,
   isTrue,
   type LocatedBlocks,
   postJson,
   RemoteException,
+  retriable,
   sendError,
   sendJson,
   xferAddress,
@@ -54,7 +57,24 @@ export interface DataNodeConfig {
   scanIntervalMs: number;
   /** How long a pipeline hop may stall with bytes pending before its node counts as failed (dfsClient's DEFAULT_STALL_TIMEOUT_MS). */
   stallTimeoutMs: number;
+  /**
+   * WebHDFS writes (CREATE, APPEND) served at once; more are refused with 503 and Retry-After.
+   * HDFS bounds all of a data node's transfers with dfs.datanode.max.transfer.threads; here the
+   * transfer that costs is a WebHDFS write, which keeps its block in flight in memory (up to the
+   * block size) until the pipeline acknowledges it, so writes are what is counted.
+   */
+  maxWebHdfsWriters: number;
+  /** Node's headersTimeout: a request whose headers have not all arrived by then is closed (408). */
+  headersTimeoutMs: number;
+  /**
+   * Node's requestTimeout, for every request but an upload (a block, a WebHDFS file), which lasts
+   * as long as its writer takes and is bounded in number instead (maxWebHdfsWriters).
+   */
+  requestTimeoutMs: number;
 }
+
+/** What a refused WebHDFS writer is told to wait: writes last seconds, so a slot frees up soon. */
+const WRITER_RETRY_AFTER_SECONDS = 1;
 
 class DataNodeMetrics {
   readonly registry = new Registry();
@@ -103,6 +123,16 @@ class DataNodeMetrics {
     help: "Bytes of finalized replicas",
     registers: [this.registry],
   });
+  readonly webHdfsWriters = new Gauge({
+    name: "tributary_datanode_webhdfs_writers",
+    help: "WebHDFS writes in progress, each keeping up to a block in memory",
+    registers: [this.registry],
+  });
+  readonly webHdfsWritesRefused = new Counter({
+    name: "tributary_datanode_webhdfs_writes_refused_total",
+    help: "WebHDFS writes refused with 503 because the node was serving its maximum",
+    registers: [this.registry],
+  });
 }
 
 export class DataNode {
@@ -114,6 +144,7 @@ export class DataNode {
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
   private scanning = false;
+  private webHdfsWriters = 0;
 
   constructor(
     readonly config: DataNodeConfig,
@@ -181,13 +212,22 @@ export class DataNode {
   }
 
   private async listen(port: number): Promise<number> {
-    const server = createServer((req, res) => {
-      this.handle(req, res).catch((error) => sendError(res, error));
-    });
+    const { headersTimeoutMs } = this.config;
+    const server = createServer(
+      {
+        headersTimeout: headersTimeoutMs,
+        // Node's requestTimeout covers a whole request and cannot be lifted for one: a block
+        // streams as fast as its writer produces, and a WebHDFS body is a whole file. It is
+        // applied per request instead, to everything but uploads (see limitRequestTime).
+        requestTimeout: 0,
+        // Node checks its timeouts this often (30 s by default): a few times per headers timeout.
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, headersTimeoutMs / 4)),
+      },
+      (req, res) => {
+        this.handle(req, res).catch((error) => sendError(res, error));
+      },
+    );
     server.keepAliveTimeout = 5_000;
-    // A block streams as fast as its writer produces, and a WebHDFS body is a whole file: neither
-    // fits Node's default 5-minute limit on receiving a request.
-    server.requestTimeout = 0;
     server.listen(port, this.config.host);
     await once(server, "listening");
     this.servers.push(server);
@@ -196,6 +236,7 @@ export class DataNode {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://datanode");
+    if (!isUpload(req.method, url)) this.limitRequestTime(req);
     const checksum = /^\/blocks\/(\d+)\/checksum$/.exec(url.pathname);
     if (checksum && req.method === "GET") {
       const generationStamp = Number(url.searchParams.get("generationStamp") ?? 0);
@@ -236,6 +277,24 @@ export class DataNode {
         `${req.method} ${url.pathname} is not served by a data node`,
       ),
     );
+  }
+
+  /**
+   * Node's requestTimeout for one request: one still arriving after requestTimeoutMs (a body
+   * trickled to an endpoint that reads none) loses its connection. A request without a body is
+   * complete as soon as its headers are, so only such trickles are cut, never a long answer.
+   */
+  private limitRequestTime(req: IncomingMessage): void {
+    const timer = setTimeout(() => {
+      if (req.complete) return;
+      this.logger.warn(
+        { url: req.url, from: req.socket.remoteAddress, requestTimeoutMs: this.config.requestTimeoutMs },
+        "request not received within the request timeout: connection closed",
+      );
+      req.socket.destroy();
+    }, this.config.requestTimeoutMs);
+    timer.unref();
+    req.once("close", () => clearTimeout(timer));
   }
 
   /**
@@ -501,6 +560,37 @@ export class DataNode {
     }
   }
 
+  /** WebHDFS CREATE or APPEND: the request's body becomes the file, written as its HDFS client would. */
+  private async receiveFile(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    options: WriteOptions,
+  ): Promise<void> {
+    let aborted = false;
+    req.on("aborted", () => {
+      aborted = true;
+    });
+    try {
+      await writeFile(this.rpc, path, req, options);
+    } catch (error) {
+      if (aborted || req.destroyed) {
+        this.logger.warn(
+          { path, error: (error as Error).message },
+          "writer disconnected mid-file: block in flight abandoned",
+        );
+        return;
+      }
+      throw error;
+    }
+    if (options.append) {
+      res.writeHead(200, { "content-length": 0 });
+    } else {
+      res.writeHead(201, { location: `hdfs://${this.config.nameNodes[0]}${path}`, "content-length": 0 });
+    }
+    res.end();
+  }
+
   /** WebHDFS's second step: the name node redirected the client here with the operation. */
   private async webhdfs(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = validatePath(decodeURIComponent(url.pathname.slice("/webhdfs/v1".length)) || "/");
@@ -516,12 +606,17 @@ export class DataNode {
       return parsed;
     };
     if ((op === "CREATE" && req.method === "PUT") || (op === "APPEND" && req.method === "POST")) {
-      let aborted = false;
-      req.on("aborted", () => {
-        aborted = true;
-      });
+      if (this.webHdfsWriters >= this.config.maxWebHdfsWriters) {
+        this.metrics.webHdfsWritesRefused.inc();
+        throw retriable(
+          `Data node ${infoAddress(this.id)} is serving ${this.webHdfsWriters} WebHDFS writes, its maximum (TRIBUTARY_MAX_WEBHDFS_WRITERS; each keeps up to a block in memory): retry ${op} ${path} after ${WRITER_RETRY_AFTER_SECONDS} s, or raise the maximum where data nodes have memory for more`,
+          WRITER_RETRY_AFTER_SECONDS,
+        );
+      }
+      this.webHdfsWriters++;
+      this.metrics.webHdfsWriters.inc();
       try {
-        await writeFile(this.rpc, path, req, {
+        return await this.receiveFile(req, res, path, {
           clientName,
           owner: user,
           permission: url.searchParams.get("permission") ?? undefined,
@@ -532,23 +627,10 @@ export class DataNode {
           append: op === "APPEND",
           stallTimeoutMs: this.config.stallTimeoutMs,
         });
-      } catch (error) {
-        if (aborted || req.destroyed) {
-          this.logger.warn(
-            { path, error: (error as Error).message },
-            "writer disconnected mid-file: block in flight abandoned",
-          );
-          return;
-        }
-        throw error;
+      } finally {
+        this.webHdfsWriters--;
+        this.metrics.webHdfsWriters.dec();
       }
-      if (op === "CREATE") {
-        res.writeHead(201, { location: `hdfs://${this.config.nameNodes[0]}${path}`, "content-length": 0 });
-      } else {
-        res.writeHead(200, { "content-length": 0 });
-      }
-      res.end();
-      return;
     }
     if (op === "OPEN" && req.method === "GET") {
       const offset = number("offset") ?? 0;
@@ -593,6 +675,14 @@ export class DataNode {
       `op=${op} with ${req.method} is not served by a data node; send it to the name node`,
     );
   }
+}
+
+/** Requests whose body is a block or a file: they last as long as their writer takes. */
+function isUpload(method: string | undefined, url: URL): boolean {
+  if (method === "PUT" && /^\/blocks\/\d+$/.test(url.pathname)) return true;
+  if (!url.pathname.startsWith("/webhdfs/v1")) return false;
+  const op = (url.searchParams.get("op") ?? "").toUpperCase();
+  return (op === "CREATE" && method === "PUT") || (op === "APPEND" && method === "POST");
 }
 
 /** Forwards a block's bytes down the pipeline while they are being stored here, keeping order and bounded memory. */

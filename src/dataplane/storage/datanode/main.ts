@@ -31,6 +31,16 @@ export const dataNodeConfigSchema = z.object({
    * fails its node. An idle writer is not a stall.
    */
   stallTimeoutMs: positive.default(DEFAULT_STALL_TIMEOUT_MS),
+  /**
+   * WebHDFS writes served at once (HDFS bounds all transfers with dfs.datanode.max.transfer.threads);
+   * each keeps up to a block in memory, so a data node needs about this many block sizes of memory
+   * for them. More are refused with 503 and Retry-After.
+   */
+  maxWebhdfsWriters: positive.default(8),
+  /** A request whose headers take longer is closed with 408 (Node's default, 60 s). */
+  headersTimeoutMs: positive.default(60_000),
+  /** A request other than an upload that takes longer to arrive is closed (Node's default, 5 minutes). */
+  requestTimeoutMs: positive.default(300_000),
   podName: z.string().optional(),
   podNamespace: z.string().optional(),
   blockpool: z.string().optional(),
@@ -57,6 +67,9 @@ export function dataNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     blockReportIntervalMs: parsed.blockReportIntervalMs,
     scanIntervalMs: parsed.scanIntervalMs,
     stallTimeoutMs: parsed.stallTimeoutMs,
+    maxWebHdfsWriters: parsed.maxWebhdfsWriters,
+    headersTimeoutMs: parsed.headersTimeoutMs,
+    requestTimeoutMs: parsed.requestTimeoutMs,
   };
 }
 

@@ -35,6 +35,12 @@ interface DatanodeState {
 export interface BlockManagerOptions {
   /** A data node silent this long is dead (HDFS: 10.5 minutes; tests use seconds). */
   heartbeatExpiryMs: number;
+  /**
+   * HDFS's dfs.namenode.stale.datanode.interval: a node silent this long is probably gone (killed,
+   * partitioned) though not yet declared dead, so reads and new replicas go to it only when no
+   * fresh node will do. Default a third of the expiry.
+   */
+  staleIntervalMs?: number;
   /** How long a scheduled copy may take before it is scheduled again. */
   pendingReplicationTimeoutMs: number;
   /** The topology table's rack for a node, overriding the one it reports (undefined: no entry). */
@@ -81,6 +87,15 @@ export class BlockManager {
     return !!node && now - node.info.lastUpdate <= this.options.heartbeatExpiryMs;
   }
 
+  /** Silent past the stale interval: HDFS's avoid-stale-datanode rule, for reads and for writes. */
+  isStale(node: DatanodeInfo, now = Date.now()): boolean {
+    return now - node.lastUpdate > this.staleIntervalMs;
+  }
+
+  private get staleIntervalMs(): number {
+    return this.options.staleIntervalMs ?? this.options.heartbeatExpiryMs / 3;
+  }
+
   /** Heard-from nodes, whatever their admin state: all of them serve reads. */
   liveNodes(): DatanodeInfo[] {
     const now = Date.now();
@@ -94,16 +109,30 @@ export class BlockManager {
     return this.liveNodes().filter(isInService);
   }
 
-  report(): DatanodeInfo[] {
+  /**
+   * Live, in-service nodes for the first replica of a new block (WebHDFS's CREATE and APPEND
+   * redirect): the fresh ones while any is left, as chooseTargets places the rest.
+   */
+  writeCandidates(): DatanodeInfo[] {
+    const now = Date.now();
+    const inService = this.inServiceNodes();
+    const fresh = inService.filter((node) => !this.isStale(node, now));
+    return fresh.length > 0 ? fresh : inService;
+  }
+
+  report(): (DatanodeInfo & { stale: boolean })[] {
     const now = Date.now();
     return [...this.datanodes.values()].map((node) => this.reportOne(node, now));
   }
 
-  private reportOne(node: DatanodeState, now: number): DatanodeInfo {
+  private reportOne(node: DatanodeState, now: number): DatanodeInfo & { stale: boolean } {
+    const live = this.isLive(node.info.datanodeUuid, now);
     return {
       ...node.info,
       numBlocks: node.blocks.size,
-      adminState: this.isLive(node.info.datanodeUuid, now) ? node.info.adminState : "DEAD",
+      adminState: live ? node.info.adminState : "DEAD",
+      // Live but silent past the stale interval (HDFS's NumStaleDataNodes counts these).
+      stale: live && this.isStale(node.info, now),
     };
   }
 
@@ -277,8 +306,11 @@ export class BlockManager {
   }
 
   /**
-   * Live, uncorrupted replicas: in-service nodes first, then decommissioning and decommissioned
-   * ones, which still serve reads and copies but are read from only when needed (as HDFS sorts them).
+   * Live, uncorrupted replicas in the order a reader should try them, as HDFS sorts located
+   * blocks: a dead node's replicas are left out; stale nodes (silent past the stale interval,
+   * probably gone) come last, the longest silent last of all, since a reader sent there waits
+   * for a refusal or a timeout; among the rest, in-service nodes come before decommissioning
+   * and decommissioned ones, which still serve reads and copies but only when needed.
    */
   goodReplicas(blockId: number): DatanodeInfo[] {
     const now = Date.now();
@@ -288,7 +320,31 @@ export class BlockManager {
       if (corrupt?.has(uuid) || !this.isLive(uuid, now)) continue;
       out.push(this.datanodes.get(uuid)!.info);
     }
-    return out.sort((a, b) => Number(isInService(b)) - Number(isInService(a)));
+    return out.sort(
+      (a, b) =>
+        this.readRank(a, now) - this.readRank(b, now) ||
+        (this.isStale(a, now) ? b.lastUpdate - a.lastUpdate : 0),
+    );
+  }
+
+  /** goodReplicas' order: fresh in service, fresh retiring, stale in service, stale retiring. */
+  private readRank(node: DatanodeInfo, now: number): number {
+    return (this.isStale(node, now) ? 2 : 0) + (isInService(node) ? 0 : 1);
+  }
+
+  /**
+   * Where a WebHDFS read of the block may be redirected: its fresh in-service replicas (or, when
+   * none is, its fresh retiring ones), for the caller to spread readers over; with every holder
+   * stale, only the one heard from last. Empty when no live replica is left.
+   */
+  readCandidates(blockId: number): DatanodeInfo[] {
+    const now = Date.now();
+    const replicas = this.goodReplicas(blockId);
+    const best = replicas[0];
+    if (!best) return [];
+    if (this.isStale(best, now)) return [best];
+    const rank = this.readRank(best, now);
+    return replicas.filter((node) => this.readRank(node, now) === rank);
   }
 
   /**
@@ -304,10 +360,10 @@ export class BlockManager {
   ): DatanodeInfo[] {
     const chosen: DatanodeInfo[] = [];
     const taken = new Set([...excluded, ...existing.map((node) => node.datanodeUuid)]);
-    // HDFS's avoid-stale-datanode rule: a node silent for a third of the expiry is probably gone
+    // HDFS's avoid-stale-datanode rule: a node silent past the stale interval is probably gone
     // (killed, partitioned); write elsewhere while enough fresh nodes remain.
     const now = Date.now();
-    const fresh = (node: DatanodeInfo) => now - node.lastUpdate <= this.options.heartbeatExpiryMs / 3;
+    const fresh = (node: DatanodeInfo) => !this.isStale(node, now);
     const candidates = () => {
       const live = this.inServiceNodes().filter((node) => !taken.has(node.datanodeUuid));
       const preferred = live.filter(fresh);

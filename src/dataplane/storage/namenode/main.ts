@@ -19,7 +19,16 @@ export const nameNodeConfigSchema = z.object({
   nameDir: z.string().default("/var/lib/tributary/name"),
   replication: z.coerce.number().int().min(1).max(512).default(3),
   blockSize: positive.default(128 * 1024 * 1024),
+  /**
+   * The largest block size a writer may ask for on CREATE: 512 MiB, four times HDFS's default
+   * dfs.blocksize, room for the 256 MiB and 512 MiB blocks columnar files use. A writer keeps
+   * the block in flight in memory, so a GiB-sized block costs a data node a GiB per writer. The
+   * pool's own blockSize is always allowed.
+   */
+  maxBlockSize: positive.default(512 * 1024 * 1024),
   heartbeatExpiryMs: positive.default(30_000),
+  /** HDFS's dfs.namenode.stale.datanode.interval; unset, a third of the heartbeat expiry. */
+  staleDatanodeIntervalMs: positive.optional(),
   takeoverTimeoutMs: positive.default(10_000),
   tailIntervalMs: positive.default(1_000),
   replicationIntervalMs: positive.default(3_000),
@@ -62,7 +71,9 @@ export function nameNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     nameDir: parsed.nameDir,
     replication: parsed.replication,
     blockSize: parsed.blockSize,
+    maxBlockSize: parsed.maxBlockSize,
     heartbeatExpiryMs: parsed.heartbeatExpiryMs,
+    staleIntervalMs: parsed.staleDatanodeIntervalMs,
     takeoverTimeoutMs: parsed.takeoverTimeoutMs,
     tailIntervalMs: parsed.tailIntervalMs,
     replicationIntervalMs: parsed.replicationIntervalMs,

@@ -23,7 +23,7 @@ import {
   type LocatedBlock,
   type LocatedBlocks,
   RemoteException,
-  readBody,
+  readRequestBody,
   sendError,
   sendJson,
 } from "../protocol.js";
@@ -44,7 +44,16 @@ export interface NameNodeConfig {
   nameDir: string;
   replication: number;
   blockSize: number;
+  /**
+   * The largest block size a writer may choose on CREATE (the pool's own blockSize is always
+   * allowed). A writer keeps the block in flight in memory until its pipeline acknowledges it,
+   * so this bounds what one WebHDFS write costs a data node. HDFS streams packets and has no
+   * such limit; its dfs.namenode.fs-limits.min-block-size (1 MiB) is the lower bound here.
+   */
+  maxBlockSize: number;
   heartbeatExpiryMs: number;
+  /** HDFS's dfs.namenode.stale.datanode.interval (default: a third of the heartbeat expiry). */
+  staleIntervalMs?: number | undefined;
   /** The standby takes over when the active's epoch has not been renewed for this long. */
   takeoverTimeoutMs: number;
   /** How often the standby tails the edit log and the active renews its epoch. */
@@ -81,6 +90,18 @@ const CHECKSUM_TYPE_CRC32C = 2;
 const HOT_STORAGE_POLICY_ID = 7;
 /** Directories the spec declares (coded, quota'd) are shared like /tmp: anyone writes, owners delete. */
 const SHARED_DIRECTORY_MODE = 0o1777;
+/** HDFS's dfs.namenode.fs-limits.min-block-size. */
+const MIN_BLOCK_SIZE = 1024 * 1024;
+
+/**
+ * The most a `/rpc` call may send, read before it is parsed. A full block report (and the
+ * deletions that follow a report's stale replicas) lists every replica of a data node: HDFS's
+ * ipc.maximum.data.length (64 MB) bounds those. Every other call names a path, a block or a few
+ * nodes, and gets 1 MiB.
+ */
+const BULK_RPC_BODY_LIMIT = 64 * 1024 * 1024;
+const RPC_BODY_LIMIT = 1024 * 1024;
+const BULK_RPCS = new Set(["blockReport", "blockReceivedAndDeleted", "reportBadBlocks"]);
 
 class NameNodeMetrics {
   readonly registry = new Registry();
@@ -127,6 +148,11 @@ class NameNodeMetrics {
   readonly deadDataNodes = new Gauge({
     name: "tributary_namenode_dead_datanodes",
     help: "Data nodes silent past the expiry",
+    registers: [this.registry],
+  });
+  readonly staleDataNodes = new Gauge({
+    name: "tributary_namenode_stale_datanodes",
+    help: "Live data nodes silent past the stale interval: read from and written to only when no fresh node will do",
     registers: [this.registry],
   });
   readonly capacity = new Gauge({
@@ -186,6 +212,7 @@ export class NameNode {
     this.topology = config.topologyTable ? new TopologyTable(config.topologyTable, logger) : undefined;
     this.blockManager = new BlockManager(this.namespace, {
       heartbeatExpiryMs: config.heartbeatExpiryMs,
+      staleIntervalMs: config.staleIntervalMs,
       pendingReplicationTimeoutMs: Math.max(10_000, config.heartbeatExpiryMs),
       rackOf: (node) => this.topology?.rackOf(node),
       logger,
@@ -463,11 +490,7 @@ export class NameNode {
     if (!Number.isInteger(replication) || replication < 1 || replication > 512) {
       throw illegalArgument(`Requested replication factor of ${replication} is out of range [1, 512]`);
     }
-    if (!Number.isInteger(blockSize) || blockSize < 1024 * 1024 || blockSize % BYTES_PER_CHECKSUM !== 0) {
-      throw illegalArgument(
-        `Specified block size ${blockSize} is less than the configured minimum 1048576 or not a multiple of ${BYTES_PER_CHECKSUM}`,
-      );
-    }
+    this.checkBlockSize(blockSize);
     const existing = this.namespace.lookup(path);
     if (existing?.kind === "DIRECTORY")
       throw new RemoteException("FileAlreadyExistsException", `${path} already exists as a directory`);
@@ -511,6 +534,21 @@ export class NameNode {
     });
     this.leaseRenewed.set(body.clientName, Date.now());
     return { blockSize, replication, ecPolicy };
+  }
+
+  /** See NameNodeConfig.maxBlockSize: the pool's own block size is allowed whatever the maximum. */
+  private checkBlockSize(blockSize: number): void {
+    if (!Number.isInteger(blockSize) || blockSize < MIN_BLOCK_SIZE || blockSize % BYTES_PER_CHECKSUM !== 0) {
+      throw illegalArgument(
+        `Specified block size ${blockSize} is less than the configured minimum ${MIN_BLOCK_SIZE} or not a multiple of ${BYTES_PER_CHECKSUM}`,
+      );
+    }
+    const maximum = Math.max(this.config.maxBlockSize, this.config.blockSize);
+    if (blockSize > maximum) {
+      throw illegalArgument(
+        `Specified block size is more than the configured maximum value (TRIBUTARY_MAX_BLOCK_SIZE): ${blockSize} > ${maximum}. A writer keeps a whole block in memory until every replica has it; choose a blocksize of at most ${maximum} bytes`,
+      );
+    }
   }
 
   private async append(body: {
@@ -974,6 +1012,7 @@ export class NameNode {
       txid: this.lastAppliedTxid,
       liveDataNodes: inService.length + decommissioning.length,
       deadDataNodes: nodes.filter((node) => node.adminState === "DEAD").length,
+      staleDataNodes: nodes.filter((node) => node.stale).length,
       decommissioningDataNodes: decommissioning.length,
       decommissionedDataNodes: nodes.filter((node) => node.adminState === "DECOMMISSIONED").length,
       capacity: inService.reduce((sum, node) => sum + node.capacity, 0),
@@ -994,13 +1033,16 @@ export class NameNode {
     const pathname = query < 0 ? raw : raw.slice(0, query);
     const params = new URLSearchParams(query < 0 ? "" : raw.slice(query + 1));
     if (pathname.startsWith("/rpc/") && req.method === "POST") {
+      const method = pathname.slice(5);
+      const limit = BULK_RPCS.has(method) ? BULK_RPC_BODY_LIMIT : RPC_BODY_LIMIT;
+      const text = await readRequestBody(req, limit, `RPC ${method}`);
       let body: unknown;
       try {
-        body = JSON.parse((await readBody(req)).toString("utf8") || "{}");
+        body = JSON.parse(text.toString("utf8") || "{}");
       } catch {
         throw illegalArgument(`the body of ${pathname} is not JSON`);
       }
-      return sendJson(res, 200, (await this.rpc(pathname.slice(5), body)) ?? null);
+      return sendJson(res, 200, (await this.rpc(method, body)) ?? null);
     }
     if (pathname === "/webhdfs/v1" || pathname.startsWith("/webhdfs/v1/"))
       return this.webhdfs(req, res, pathname, params);
@@ -1019,6 +1061,7 @@ export class NameNode {
       this.metrics.corruptReplicas.set(status.corruptReplicas);
       this.metrics.liveDataNodes.set(status.liveDataNodes);
       this.metrics.deadDataNodes.set(status.deadDataNodes);
+      this.metrics.staleDataNodes.set(status.staleDataNodes);
       this.metrics.decommissioningDataNodes.set(status.decommissioningDataNodes);
       this.metrics.decommissionedDataNodes.set(status.decommissionedDataNodes);
       this.metrics.capacity.set(status.capacity);
@@ -1051,7 +1094,7 @@ export class NameNode {
         undefined,
         503,
       );
-    const hosts = parseDecommissionRequest(await readBody(req, 1024 * 1024));
+    const hosts = parseDecommissionRequest(await readRequestBody(req, 1024 * 1024, "decommission request"));
     const matched = this.blockManager.setDecommissionSet(hosts);
     this.logger.info(
       { hosts, matched: matched.map((node) => `${node.hostName}:${node.xferPort}`) },
@@ -1446,6 +1489,16 @@ export class NameNode {
     }
     // Refused here rather than by the data node after the client has sent the body.
     if (reads && node) this.checkAccess(user, node, READ);
+    if (op === "CREATE") {
+      const blockSize = params.get("blocksize");
+      // 0 or empty: the pool's default, as the data node reads it.
+      if (blockSize !== null && blockSize !== "" && blockSize !== "0") {
+        const parsed = Number(blockSize);
+        if (!Number.isSafeInteger(parsed))
+          throw illegalArgument(`Invalid value for webhdfs parameter "blocksize": ${blockSize}`);
+        this.checkBlockSize(parsed);
+      }
+    }
     if (op === "APPEND" && node) this.checkAccess(user, node, WRITE);
     if (op === "CREATE") {
       const ancestor = this.nearestExisting(path).node;
@@ -1461,9 +1514,9 @@ export class NameNode {
       let start = 0;
       for (const block of node.blocks) {
         if (block.complete && offset < start + block.numBytes) {
-          const replicas = this.blockManager.goodReplicas(block.blockId);
-          // Decommissioning holders serve a read only when no in-service one is left.
-          const readable = replicas.some(isInService) ? replicas.filter(isInService) : replicas;
+          // Never a dead holder; a stale or decommissioning one only when no better one is left.
+          // The data node reads the rest from the located blocks, falling over between replicas.
+          const readable = this.blockManager.readCandidates(block.blockId);
           target = readable[Math.floor(Math.random() * readable.length)];
           break;
         }
@@ -1472,8 +1525,8 @@ export class NameNode {
     }
     if (!target) {
       // The node a CREATE or APPEND lands on becomes the first replica: never a decommissioning one.
-      const inService = this.blockManager.inServiceNodes();
-      target = inService[Math.floor(Math.random() * inService.length)];
+      const candidates = this.blockManager.writeCandidates();
+      target = candidates[Math.floor(Math.random() * candidates.length)];
     }
     if (!target)
       throw new RemoteException("IOException", "Failed to find datanode, suggest to check cluster health.");
