@@ -22,9 +22,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blockPoolDefinition } from "../../src/api/blockpool.js";
 import { createBlockPoolController } from "../../src/controllers/blockpool/reconcile.js";
 import { resourceType } from "../../src/controllers/common.js";
-import { createLogger } from "../../src/log.js";
 import { builtin, type KubeObject, objectPath } from "../../src/operator/kube.js";
-import { Operator } from "../../src/operator/operator.js";
+import type { Operator } from "../../src/operator/operator.js";
 import { uniqueName } from "../support/env.js";
 import {
   applyCrds,
@@ -33,6 +32,7 @@ import {
   deleteNamespace,
   deleteTributaryResources,
   playKubelet,
+  startOperator,
   testClient,
   waitFor,
 } from "./operator-harness.js";
@@ -135,26 +135,15 @@ beforeAll(async () => {
 
   await applyCrds(client);
   await createNamespace(client, namespace);
-  operator = new Operator({
-    client: testClient(),
-    log: createLogger("blockpool-storage-test"),
-    image: "registry.example/tributary:test",
-    namespaces: [namespace],
-    controllers: [
-      createBlockPoolController({
-        nameNodeUrl: (pool, _namespace, ordinal) => nameNodeAt.get(`${pool}-${ordinal}`) ?? closedPort,
-        requestTimeoutMs: 1_000,
-        refreshMs: 1_000,
-        // Long enough for the test to see the held StatefulSet between two looks at the decommission.
-        decommissionPollMs: 2_500,
-      }),
-    ],
-    baseBackoffMs: 100,
-    maxBackoffMs: 2_000,
-    defaultMetrics: false,
-  });
-  await operator.start();
-  await operator.whenSynced();
+  operator = await startOperator("blockpool-storage-test", namespace, [
+    createBlockPoolController({
+      nameNodeUrl: (pool, _namespace, ordinal) => nameNodeAt.get(`${pool}-${ordinal}`) ?? closedPort,
+      requestTimeoutMs: 1_000,
+      refreshMs: 1_000,
+      // Long enough for the test to see the held StatefulSet between two looks at the decommission.
+      decommissionPollMs: 2_500,
+    }),
+  ]);
 });
 
 afterAll(async () => {

@@ -5,6 +5,8 @@
 import { customResourceDefinitions } from "../../src/api/crds.js";
 import { resources } from "../../src/api/index.js";
 import { resourceType } from "../../src/controllers/common.js";
+import { createLogger } from "../../src/log.js";
+import type { ControllerDefinition } from "../../src/operator/controller.js";
 import {
   builtin,
   type KubeClient as Client,
@@ -12,7 +14,33 @@ import {
   KubeClient,
   type KubeObject,
 } from "../../src/operator/kube.js";
+import { Operator } from "../../src/operator/operator.js";
 import { offNodeNamespaceAnnotations, testEnv } from "../support/env.js";
+
+/**
+ * An operator running the given controllers in-process, watching one test namespace, started and
+ * synced; fast backoff so a failing reconcile is retried within a test's patience.
+ */
+export async function startOperator(
+  name: string,
+  namespace: string,
+  controllers: ControllerDefinition<KubeObject>[],
+  backoff: { baseMs: number; maxMs: number } = { baseMs: 100, maxMs: 2_000 },
+): Promise<Operator> {
+  const operator = new Operator({
+    client: testClient(),
+    log: createLogger(name),
+    image: "registry.example/tributary:test",
+    namespaces: [namespace],
+    controllers,
+    baseBackoffMs: backoff.baseMs,
+    maxBackoffMs: backoff.maxMs,
+    defaultMetrics: false,
+  });
+  await operator.start();
+  await operator.whenSynced();
+  return operator;
+}
 
 export function testClient(): KubeClient {
   return KubeClient.fromFile(testEnv().kubeconfig);

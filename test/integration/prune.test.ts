@@ -14,9 +14,8 @@ import { blockPoolController } from "../../src/controllers/blockpool/reconcile.j
 import { resourceType } from "../../src/controllers/common.js";
 import { closeKafkaAdmins, setDefaultKafkaBootstrap } from "../../src/controllers/topic/kafka.js";
 import { topicController } from "../../src/controllers/topic/reconcile.js";
-import { createLogger } from "../../src/log.js";
 import { builtin, type KubeObject, type ResourceType } from "../../src/operator/kube.js";
-import { Operator } from "../../src/operator/operator.js";
+import type { Operator } from "../../src/operator/operator.js";
 import { testEnv, uniqueName } from "../support/env.js";
 import {
   applyCrds,
@@ -24,6 +23,7 @@ import {
   createNamespace,
   deleteNamespace,
   deleteTributaryResources,
+  startOperator,
   testClient,
   waitFor,
 } from "./operator-harness.js";
@@ -69,18 +69,7 @@ beforeAll(async () => {
   await applyCrds(client);
   await createNamespace(client, namespace);
   setDefaultKafkaBootstrap(brokers);
-  operator = new Operator({
-    client: testClient(),
-    log: createLogger("prune-test"),
-    image: "registry.example/tributary:test",
-    namespaces: [namespace],
-    controllers: [topicController, blockPoolController],
-    baseBackoffMs: 100,
-    maxBackoffMs: 2_000,
-    defaultMetrics: false,
-  });
-  await operator.start();
-  await operator.whenSynced();
+  operator = await startOperator("prune-test", namespace, [topicController, blockPoolController]);
 });
 
 afterAll(async () => {

@@ -7,11 +7,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dagDefinition } from "../../src/api/dag.js";
 import { resourceType } from "../../src/controllers/common.js";
-import { createLogger } from "../../src/log.js";
 import { type ControllerDefinition, TerminalError } from "../../src/operator/controller.js";
 import { finalizerName } from "../../src/operator/finalizer.js";
 import { builtin, type KubeObject } from "../../src/operator/kube.js";
-import { Operator } from "../../src/operator/operator.js";
+import type { Operator } from "../../src/operator/operator.js";
 import { uniqueName } from "../support/env.js";
 import {
   applyCrds,
@@ -19,6 +18,7 @@ import {
   createNamespace,
   deleteNamespace,
   deleteTributaryResources,
+  startOperator,
   testClient,
   waitFor,
 } from "./operator-harness.js";
@@ -69,18 +69,7 @@ const dag = (name: string, labels: Record<string, string> = {}): KubeObject => (
 beforeAll(async () => {
   await applyCrds(client);
   await createNamespace(client, namespace);
-  operator = new Operator({
-    client: testClient(),
-    log: createLogger("runtime-test"),
-    image: "registry.example/tributary:test",
-    namespaces: [namespace],
-    controllers: [probe],
-    baseBackoffMs: 50,
-    maxBackoffMs: 1_000,
-    defaultMetrics: false,
-  });
-  await operator.start();
-  await operator.whenSynced();
+  operator = await startOperator("runtime-test", namespace, [probe], { baseMs: 50, maxMs: 1_000 });
 });
 
 afterAll(async () => {

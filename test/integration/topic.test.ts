@@ -14,10 +14,9 @@ import {
   setDefaultKafkaBootstrap,
 } from "../../src/controllers/topic/kafka.js";
 import { topicController, topicIdAnnotation } from "../../src/controllers/topic/reconcile.js";
-import { createLogger } from "../../src/log.js";
 import { finalizerName } from "../../src/operator/finalizer.js";
 import { ApiError, builtin, type KubeObject } from "../../src/operator/kube.js";
-import { Operator } from "../../src/operator/operator.js";
+import type { Operator } from "../../src/operator/operator.js";
 import { testEnv, uniqueName } from "../support/env.js";
 import {
   applyCrds,
@@ -25,6 +24,7 @@ import {
   createNamespace,
   deleteNamespace,
   playKubelet,
+  startOperator,
   testClient,
   waitFor,
 } from "./operator-harness.js";
@@ -129,18 +129,7 @@ beforeAll(async () => {
   await createNamespace(client, namespace);
   // The default cluster, as the operator's --kafka-bootstrap flag sets it.
   setDefaultKafkaBootstrap(brokers);
-  operator = new Operator({
-    client: testClient(),
-    log: createLogger("topic-test"),
-    image: "registry.example/tributary:test",
-    namespaces: [namespace],
-    controllers: [topicController],
-    baseBackoffMs: 100,
-    maxBackoffMs: 2_000,
-    defaultMetrics: false,
-  });
-  await operator.start();
-  await operator.whenSynced();
+  operator = await startOperator("topic-test", namespace, [topicController]);
 });
 
 afterAll(async () => {
