@@ -1,18 +1,31 @@
 /** Every controller the operator runs, one per custom resource. */
+import type { Logger } from "../log.js";
 import type { ControllerDefinition } from "../operator/controller.js";
 import type { KubeObject } from "../operator/kube.js";
 import { blockPoolController } from "./blockpool/reconcile.js";
 import { cdcStreamController } from "./cdcstream/reconcile.js";
 import { dagController } from "./dag/reconcile.js";
-import { topicController } from "./topic/reconcile.js";
+import { createTopicController } from "./topic/reconcile.js";
 import { videoCollectorController } from "./videocollector/reconcile.js";
 import { yarnQueueController } from "./yarnqueue/reconcile.js";
 
-export const controllers: ControllerDefinition<KubeObject>[] = [
-  topicController,
-  cdcStreamController,
-  videoCollectorController,
-  blockPoolController,
-  yarnQueueController,
-  dagController,
-];
+export interface ControllerOptions {
+  /** Bootstrap brokers of the default Kafka cluster (`--kafka-bootstrap`) for Topics without spec.kafka. */
+  kafkaBootstrap?: readonly string[];
+  log?: Logger;
+}
+
+/** The controllers, built from the operator's options; the operator stops each after its last reconcile. */
+export function createControllers(options: ControllerOptions = {}): ControllerDefinition<KubeObject>[] {
+  return [
+    createTopicController({ defaultBootstrap: options.kafkaBootstrap, log: options.log }),
+    cdcStreamController,
+    videoCollectorController,
+    blockPoolController,
+    yarnQueueController,
+    dagController,
+  ];
+}
+
+/** With the defaults (Kafka from `TRIBUTARY_KAFKA_BOOTSTRAP`): what the chart's RBAC and tests look at. */
+export const controllers: ControllerDefinition<KubeObject>[] = createControllers();

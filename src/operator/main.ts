@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
-import { controllers } from "../controllers/index.js";
-import { closeKafkaAdmins, parseBootstrap, setDefaultKafkaBootstrap } from "../controllers/topic/kafka.js";
+import { createControllers } from "../controllers/index.js";
+import { parseBootstrap } from "../kafka/admins.js";
 import { createLogger } from "../log.js";
 import { KubeClient, loadKubeConfig } from "./kube.js";
 import { Operator } from "./operator.js";
@@ -117,14 +117,13 @@ export async function main(argv: string[]): Promise<void> {
   const config = parseOperatorArgs(argv);
   const log = createLogger("operator");
   log.level = config.logLevel;
-  setDefaultKafkaBootstrap(config.kafkaBootstrap);
   const client = new KubeClient(loadKubeConfig(config.kubeconfig));
   const operator = new Operator({
     client,
     log,
     image: config.image,
     namespaces: config.namespaces,
-    controllers,
+    controllers: createControllers({ kafkaBootstrap: config.kafkaBootstrap, log }),
     leaderElection: config.leaderElect
       ? {
           namespace: config.leaseNamespace,
@@ -167,8 +166,7 @@ export async function main(argv: string[]): Promise<void> {
     process.on("SIGTERM", shutdown);
     process.on("SIGINT", shutdown);
   });
+  // Stops each controller after its last reconcile: the Topic controller's Kafka admin clients go.
   await operator.stop();
-  // After the last reconcile: the Topic controller's Kafka admin clients.
-  await closeKafkaAdmins();
   log.info("stopped");
 }

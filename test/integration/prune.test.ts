@@ -12,8 +12,7 @@ import { blockPoolDefinition } from "../../src/api/blockpool.js";
 import { topicDefinition } from "../../src/api/topic.js";
 import { blockPoolController } from "../../src/controllers/blockpool/reconcile.js";
 import { resourceType } from "../../src/controllers/common.js";
-import { closeKafkaAdmins, setDefaultKafkaBootstrap } from "../../src/controllers/topic/kafka.js";
-import { topicController } from "../../src/controllers/topic/reconcile.js";
+import { createTopicController } from "../../src/controllers/topic/reconcile.js";
 import { builtin, type KubeObject, type ResourceType } from "../../src/operator/kube.js";
 import type { Operator } from "../../src/operator/operator.js";
 import { testEnv, uniqueName } from "../support/env.js";
@@ -68,14 +67,15 @@ function settled(type: ResourceType, name: string, reason?: string) {
 beforeAll(async () => {
   await applyCrds(client);
   await createNamespace(client, namespace);
-  setDefaultKafkaBootstrap(brokers);
+  // The default cluster, as the operator's --kafka-bootstrap flag gives it.
+  const topicController = createTopicController({ defaultBootstrap: brokers });
   operator = await startOperator("prune-test", namespace, [topicController, blockPoolController]);
 });
 
 afterAll(async () => {
   await deleteTributaryResources(client, namespace).catch(() => undefined);
+  // Stopping the operator stops the Topic controller, which disconnects its Kafka admin clients.
   await operator?.stop();
-  await closeKafkaAdmins();
   await deleteNamespace(client, namespace).catch(() => undefined);
   // deletionPolicy Delete removes the Kafka topic with the Topic; this catches a failed run.
   const admin = new Kafka({ clientId: "prune-it", brokers, logLevel: logLevel.NOTHING }).admin();

@@ -7,14 +7,10 @@ import {
   desiredChildren,
   unsupportedSinks,
 } from "../../src/controllers/topic/build.js";
-import {
-  kafkaError,
-  metadataRequest,
-  parseMetadataResponse,
-  protocolErrorType,
-} from "../../src/controllers/topic/kafka.js";
+import { kafkaError, protocolErrorType } from "../../src/controllers/topic/kafka.js";
 import { collectorConfigSchema } from "../../src/dataplane/clickstream/config.js";
 import { sinkConfigSchema } from "../../src/dataplane/sink/config.js";
+import { metadataRequest, parseMetadataResponse } from "../../src/kafka/metadata.js";
 import type { KubeObject } from "../../src/operator/kube.js";
 import { expectRestricted, podTemplates } from "../support/pod-templates.js";
 

@@ -9,9 +9,12 @@
  * never deleted by this resource. To take over a topic kept by a deleted Topic (deletionPolicy
  * Retain), copy the annotation to the new resource: the shape rules then apply as to its own.
  */
+import type { Admin } from "kafkajs";
 import { blockPoolDefinition } from "../../api/blockpool.js";
 import { ConditionStatus, Reason } from "../../api/conditions.js";
 import { type TopicSpec, type TopicStatus, topicDefinition } from "../../api/topic.js";
+import { KafkaAdmins, type KafkaConnection, parseBootstrap } from "../../kafka/admins.js";
+import type { Logger } from "../../log.js";
 import {
   type Action,
   type Context,
@@ -48,8 +51,6 @@ import {
   createTopic,
   deleteTopic,
   describeTopic,
-  type KafkaConnection,
-  kafkaAdmins,
   kafkaError,
   kafkaMessage,
   type ObservedTopic,
@@ -63,7 +64,7 @@ import { validateTopic } from "./validate.js";
 
 /** Records which Kafka topic (by id) this resource created or adopted. */
 export const topicIdAnnotation = "tributary.dev/kafka-topic-id";
-/** The annotation's value when the cluster does not reveal topic ids (SASL, see kafka.ts). */
+/** The annotation's value when the cluster does not reveal topic ids (SASL, see src/kafka/metadata.ts). */
 const unknownTopicId = "unknown";
 
 /** Kafka changes made outside Kubernetes wake no watch: look again this often. */
@@ -73,7 +74,21 @@ const retryMs = 30_000;
 
 const topicType = resourceType(topicDefinition);
 
-type Admin = Awaited<ReturnType<typeof kafkaAdmins.get>>;
+export interface TopicControllerOptions {
+  /**
+   * Bootstrap brokers of the operator's default Kafka cluster (its `--kafka-bootstrap` flag),
+   * used by every Topic without `spec.kafka`. Default: `TRIBUTARY_KAFKA_BOOTSTRAP`, read once here.
+   */
+  defaultBootstrap?: readonly string[];
+  /** Where the admin clients' kafkajs log lines go; default kafkajs's own console logger. */
+  log?: Logger;
+}
+
+/** What a reconcile needs besides the resource: the default cluster and the controller's clients. */
+interface Settings {
+  defaultBootstrap: readonly string[];
+  admins: KafkaAdmins;
+}
 
 interface TopicOutcome {
   /** The topic as Kafka has it after this reconcile; undefined when it could not be created. */
@@ -348,6 +363,7 @@ function nameConflict(resource: KubeObject, spec: TopicSpec, peers: KubeObject[]
 export async function reconcileTopic(
   resource: KubeObject,
   context: Context<KubeObject>,
+  settings: Settings,
 ): Promise<Action | undefined> {
   const spec = specOf(topicDefinition, resource);
   const { namespace = "", name } = resource.metadata;
@@ -368,10 +384,16 @@ export async function reconcileTopic(
     return undefined;
   }
 
-  const connection = await resolveConnection(context.client, namespace, spec.kafka, describe(resource));
+  const connection = await resolveConnection(
+    context.client,
+    namespace,
+    spec.kafka,
+    settings.defaultBootstrap,
+    describe(resource),
+  );
   let admin: Admin;
   try {
-    admin = await kafkaAdmins.get(connection);
+    admin = await settings.admins.get(connection);
   } catch (error) {
     throw kafkaError(error, `${describe(resource)}: connecting to Kafka`, connection);
   }
@@ -478,7 +500,11 @@ export async function reconcileTopic(
  * dead-letter topic `<topic>.dlq` with it), but only a topic this resource owns; with Retain
  * everything stays. The children go with the resource through their owner references.
  */
-export async function cleanupTopic(resource: KubeObject, context: Context<KubeObject>): Promise<void> {
+export async function cleanupTopic(
+  resource: KubeObject,
+  context: Context<KubeObject>,
+  settings: Settings,
+): Promise<void> {
   const parsed = topicDefinition.spec.safeParse(resource.spec ?? {});
   const who = describe(resource);
   if (!parsed.success || parsed.data.deletionPolicy !== "Delete") {
@@ -491,10 +517,11 @@ export async function cleanupTopic(resource: KubeObject, context: Context<KubeOb
     context.client,
     resource.metadata.namespace ?? "",
     spec.kafka,
+    settings.defaultBootstrap,
     who,
   );
   try {
-    const admin = await kafkaAdmins.get(connection);
+    const admin = await settings.admins.get(connection);
     const observed = await describeTopic(admin, connection, name);
     if (!observed) return;
     if (!isOwned(resource, observed)) {
@@ -554,26 +581,39 @@ function sinkBlockPools(topic: KubeObject): string[] {
   return (sinks ?? []).flatMap((sink) => sink.target?.blockPool?.blockPool ?? []);
 }
 
-export const topicController: ControllerDefinition<KubeObject> = {
-  type: topicType,
-  owns: [builtin.deployment, builtin.service],
-  watches: [
-    // A pool appearing, or moving its WebHDFS port, changes where the sinks that write to it point.
-    {
-      type: resourceType(blockPoolDefinition),
-      fingerprint: (pool) => (pool.spec as { webHdfs?: { port?: number } } | undefined)?.webHdfs?.port,
-      map: (pool, topics) =>
-        topics()
-          .filter(
-            (topic) =>
-              topic.metadata.namespace === pool.metadata.namespace &&
-              sinkBlockPools(topic).includes(pool.metadata.name),
-          )
-          .map(objectKey),
-    },
-    // A collector or sink pod that cannot start, or starts running again, changes the health.
-    podWatch(topicDefinition.kind),
-  ],
-  reconcile: reconcileTopic,
-  cleanup: cleanupTopic,
-};
+/**
+ * The Topic controller. It keeps one connected Kafka admin client per cluster between
+ * reconciles, and disconnects them in `stop`, which the operator calls after the last reconcile.
+ */
+export function createTopicController(
+  options: TopicControllerOptions = {},
+): ControllerDefinition<KubeObject> {
+  const settings: Settings = {
+    defaultBootstrap: options.defaultBootstrap ?? parseBootstrap(process.env.TRIBUTARY_KAFKA_BOOTSTRAP),
+    admins: new KafkaAdmins(options.log),
+  };
+  return {
+    type: topicType,
+    owns: [builtin.deployment, builtin.service],
+    watches: [
+      // A pool appearing, or moving its WebHDFS port, changes where the sinks that write to it point.
+      {
+        type: resourceType(blockPoolDefinition),
+        fingerprint: (pool) => (pool.spec as { webHdfs?: { port?: number } } | undefined)?.webHdfs?.port,
+        map: (pool, topics) =>
+          topics()
+            .filter(
+              (topic) =>
+                topic.metadata.namespace === pool.metadata.namespace &&
+                sinkBlockPools(topic).includes(pool.metadata.name),
+            )
+            .map(objectKey),
+      },
+      // A collector or sink pod that cannot start, or starts running again, changes the health.
+      podWatch(topicDefinition.kind),
+    ],
+    reconcile: (resource, context) => reconcileTopic(resource, context, settings),
+    cleanup: (resource, context) => cleanupTopic(resource, context, settings),
+    stop: () => settings.admins.close(),
+  };
+}
