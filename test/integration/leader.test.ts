@@ -30,6 +30,7 @@ const leaseSeconds = { duration: 4, renewDeadline: 3, retryPeriod: 0.5 };
 interface OperatorProcess {
   child: ChildProcess;
   identity: Promise<string>;
+  metricsPort: Promise<number>;
   exited: Promise<number | null>;
   logs: string[];
 }
@@ -69,12 +70,18 @@ function startOperator(): OperatorProcess {
     },
   );
   const logs: string[] = [];
+  let resolveMetricsPort: (port: number) => void = () => undefined;
+  const metricsPort = new Promise<number>((resolve) => {
+    resolveMetricsPort = resolve;
+  });
   const identity = new Promise<string>((resolve) => {
     createInterface({ input: child.stdout! }).on("line", (line) => {
       logs.push(line);
       try {
-        const entry = JSON.parse(line) as { msg?: string; identity?: string };
+        const entry = JSON.parse(line) as { msg?: string; identity?: string; metricsPort?: number };
         if (entry.msg === "starting the operator" && entry.identity) resolve(entry.identity);
+        if (entry.msg === "serving probes and metrics" && entry.metricsPort)
+          resolveMetricsPort(entry.metricsPort);
       } catch {
         // not a log line
       }
@@ -82,7 +89,7 @@ function startOperator(): OperatorProcess {
   });
   createInterface({ input: child.stderr! }).on("line", (line) => logs.push(line));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const operator = { child, identity, exited, logs };
+  const operator = { child, identity, metricsPort, exited, logs };
   started.push(operator);
   return operator;
 }
@@ -90,6 +97,26 @@ function startOperator(): OperatorProcess {
 async function leaseHolder(): Promise<string | undefined> {
   const lease = await client.find(builtin.lease, namespace, leaseName);
   return ((lease?.spec ?? {}) as { holderIdentity?: string }).holderIdentity ?? undefined;
+}
+
+/**
+ * What a process's own /metrics say: whether it leads (`tributary_leader`) and how many Dag
+ * reconciles it has run (`tributary_reconcile_total{kind="Dag"}`, every result).
+ */
+async function scrape(operator: OperatorProcess): Promise<{ leader: number; dagReconciles: number }> {
+  const port = await operator.metricsPort;
+  const text = await (
+    await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5_000) })
+  ).text();
+  let leader = Number.NaN;
+  let dagReconciles = 0;
+  for (const line of text.split("\n")) {
+    const gauge = /^tributary_leader (\S+)$/.exec(line);
+    if (gauge) leader = Number(gauge[1]);
+    const counter = /^tributary_reconcile_total\{([^}]*)\} (\S+)$/.exec(line);
+    if (counter?.[1]?.split(",").includes('kind="Dag"')) dagReconciles += Number(counter[2]);
+  }
+  return { leader, dagReconciles };
 }
 
 /** Creates a Dag and waits until the leader has reconciled it: accepted, as a valid Dag is. */
@@ -131,8 +158,12 @@ describe("leader election", () => {
     });
     const [leader, standby] = leaderIdentity === identities[0] ? [first, second] : [second, first];
     await createDagAndWaitAccepted("under-first-leader");
-    // Only the leader reconciles: the standby's log shows no reconcile activity.
-    expect(standby.logs.some((line) => line.includes("leading: starting controllers"))).toBe(false);
+    // Only the leader reconciles: its own metrics say it leads and count the Dag's reconciles;
+    // the standby's (up and serving: it was scraped) say it does not lead and reconciled nothing.
+    const leaderMetrics = await scrape(leader);
+    expect(leaderMetrics.leader).toBe(1);
+    expect(leaderMetrics.dagReconciles).toBeGreaterThan(0);
+    expect(await scrape(standby)).toEqual({ leader: 0, dagReconciles: 0 });
 
     // Graceful: SIGTERM finishes in-flight work and releases the lease.
     leader.child.kill("SIGTERM");
@@ -143,6 +174,10 @@ describe("leader election", () => {
       timeoutMs: 30_000,
     });
     await createDagAndWaitAccepted("under-second-leader");
+    // The new leader's metrics now say it leads, and it reconciled the Dags itself.
+    const secondMetrics = await scrape(standby);
+    expect(secondMetrics.leader).toBe(1);
+    expect(secondMetrics.dagReconciles).toBeGreaterThan(0);
 
     // Abrupt: a third process waits while the leader is killed without releasing anything;
     // it takes over once the lease expires.
@@ -151,6 +186,8 @@ describe("leader election", () => {
     await waitFor("third is up and synced", async () =>
       third.logs.some((line) => line.includes("serving probes")),
     );
+    // Synced but not leading: it has reconciled none of the Dags already there.
+    expect(await scrape(third)).toEqual({ leader: 0, dagReconciles: 0 });
     const killedAt = Date.now();
     standby.child.kill("SIGKILL");
     await standby.exited;
@@ -166,5 +203,8 @@ describe("leader election", () => {
       `takeover after SIGKILL: ${Date.now() - killedAt} ms (lease duration ${leaseSeconds.duration * 1000} ms)\n`,
     );
     await createDagAndWaitAccepted("under-third-leader");
+    const thirdMetrics = await scrape(third);
+    expect(thirdMetrics.leader).toBe(1);
+    expect(thirdMetrics.dagReconciles).toBeGreaterThan(0);
   });
 });

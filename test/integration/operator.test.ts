@@ -47,6 +47,23 @@ const statefulSet = (name: string) => client.find(builtin.statefulSet, namespace
 const replicasOf = (object: KubeObject | undefined) =>
   (object?.spec as { replicas?: number } | undefined)?.replicas;
 
+/**
+ * Creates a BlockPool of its own for one test and waits until the operator has applied its
+ * children (both StatefulSets and the client Service), so no test depends on another's pool.
+ */
+async function createPoolWithChildren(name: string, spec: Record<string, unknown> = {}): Promise<KubeObject> {
+  await client.create(blockPools, pool(name, spec));
+  await waitFor(`${name}'s StatefulSets and Service`, async () => {
+    const [nameNodes, dataNodes, service] = await Promise.all([
+      statefulSet(`${name}-namenode`),
+      statefulSet(`${name}-datanode`),
+      client.find(builtin.service, namespace, name),
+    ]);
+    return nameNodes && dataNodes && service;
+  });
+  return getPool(name);
+}
+
 beforeAll(async () => {
   await applyCrds(client);
   await createNamespace(client, namespace);
@@ -145,37 +162,45 @@ describe("BlockPool through the operator", () => {
   });
 
   it("updates children when the spec changes", async () => {
-    await client.mergePatch(blockPools, namespace, "lake", {
+    await createPoolWithChildren("resized");
+    expect(replicasOf(await statefulSet("resized-datanode"))).toBe(3);
+    await client.mergePatch(blockPools, namespace, "resized", {
       spec: { dataNodes: { replicas: 4, podOverrides: { metadata: { annotations: { team: "lake" } } } } },
     });
-    await waitFor("data nodes scaled to 4", async () => replicasOf(await statefulSet("lake-datanode")) === 4);
-    const dataNodes = await client.get(builtin.statefulSet, namespace, "lake-datanode");
+    await waitFor(
+      "data nodes scaled to 4",
+      async () => replicasOf(await statefulSet("resized-datanode")) === 4,
+    );
+    const dataNodes = await client.get(builtin.statefulSet, namespace, "resized-datanode");
     const template = (dataNodes.spec as { template: { metadata: { annotations?: Record<string, string> } } })
       .template;
     expect(template.metadata.annotations?.team).toBe("lake");
     await waitFor("status follows the new generation", async () => {
-      const current = await getPool("lake");
+      const current = await getPool("resized");
       return condition(current, "Ready")?.observedGeneration === current.metadata.generation;
     });
   });
 
   it("restores a child edited or deleted by hand", async () => {
-    await client.mergePatch(builtin.statefulSet, namespace, "lake-datanode", { spec: { replicas: 1 } });
-    await waitFor("hand edit reverted", async () => replicasOf(await statefulSet("lake-datanode")) === 4);
-    const before = await client.get(builtin.service, namespace, "lake");
-    await client.delete(builtin.service, namespace, "lake");
+    await createPoolWithChildren("edited", { dataNodes: { replicas: 4 } });
+    await client.mergePatch(builtin.statefulSet, namespace, "edited-datanode", { spec: { replicas: 1 } });
+    await waitFor("hand edit reverted", async () => replicasOf(await statefulSet("edited-datanode")) === 4);
+    const before = await client.get(builtin.service, namespace, "edited");
+    await client.delete(builtin.service, namespace, "edited");
     await waitFor("client Service recreated", async () => {
-      const service = await client.find(builtin.service, namespace, "lake");
+      const service = await client.find(builtin.service, namespace, "edited");
       return service && service.metadata.uid !== before.metadata.uid;
     });
   });
 
   it("ignores the spec while reconciliation is paused but still writes status, and scales to 0 when stopped", async () => {
-    await client.mergePatch(blockPools, namespace, "lake", {
+    await createPoolWithChildren("paused", { dataNodes: { replicas: 4 } });
+    await waitFor("4 data nodes", async () => replicasOf(await statefulSet("paused-datanode")) === 4);
+    await client.mergePatch(blockPools, namespace, "paused", {
       spec: { clusterOperation: { reconciliationPaused: true }, dataNodes: { replicas: 5 } },
     });
     const paused = await waitFor("paused status", async () => {
-      const current = await getPool("lake");
+      const current = await getPool("paused");
       const progressing = condition(current, "Progressing");
       return progressing?.reason === "ReconciliationPaused" &&
         progressing.observedGeneration === current.metadata.generation
@@ -183,74 +208,76 @@ describe("BlockPool through the operator", () => {
         : undefined;
     });
     expect(paused).toBeDefined();
-    expect(replicasOf(await statefulSet("lake-datanode"))).toBe(4);
+    expect(replicasOf(await statefulSet("paused-datanode"))).toBe(4);
 
-    await client.mergePatch(blockPools, namespace, "lake", {
+    await client.mergePatch(blockPools, namespace, "paused", {
       spec: { clusterOperation: { reconciliationPaused: false, stopped: true } },
     });
     await waitFor("stopped", async () => {
       const [nameNodes, dataNodes] = await Promise.all([
-        statefulSet("lake-namenode"),
-        statefulSet("lake-datanode"),
+        statefulSet("paused-namenode"),
+        statefulSet("paused-datanode"),
       ]);
       return replicasOf(nameNodes) === 0 && replicasOf(dataNodes) === 0;
     });
-    await client.mergePatch(blockPools, namespace, "lake", {
+    await client.mergePatch(blockPools, namespace, "paused", {
       spec: { clusterOperation: { stopped: false } },
     });
     await waitFor(
       "started again with the paused change applied",
-      async () => replicasOf(await statefulSet("lake-datanode")) === 5,
+      async () => replicasOf(await statefulSet("paused-datanode")) === 5,
     );
   });
 
   it("backs off a failing reconcile, reports Degraded with a Warning event, and recovers when fixed", async () => {
+    await createPoolWithChildren("failing");
     // A label key the API server refuses: the StatefulSet apply fails on every attempt.
-    await client.mergePatch(blockPools, namespace, "lake", {
+    await client.mergePatch(blockPools, namespace, "failing", {
       spec: { nameNodes: { podOverrides: { metadata: { labels: { "not a valid key!": "x" } } } } },
     });
     const degraded = await waitFor("Degraded", async () => {
-      const current = await getPool("lake");
+      const current = await getPool("failing");
       return condition(current, "Degraded")?.status === "True" ? current : undefined;
     });
     const reported = condition(degraded, "Degraded")!;
     expect(reported.reason).toBe("ReconcileFailed");
-    expect(reported.message).toContain(`BlockPool ${namespace}/lake`);
+    expect(reported.message).toContain(`BlockPool ${namespace}/failing`);
     expect(reported.message).toContain("not a valid key!");
     const controller = operator.controller("BlockPool")!;
     // Retried with growing delays: the failure count keeps climbing while the cause stays.
-    await waitFor("several retries", async () => controller.queue.failures(`${namespace}/lake`) >= 3);
+    await waitFor("several retries", async () => controller.queue.failures(`${namespace}/failing`) >= 3);
     const event = await waitFor("Warning event", async () => {
       const events = await client.list(builtin.event, namespace);
       return events.items.find(
         (item) =>
           item.type === "Warning" &&
           item.reason === "ReconcileFailed" &&
-          (item.regarding as { name?: string }).name === "lake" &&
+          (item.regarding as { name?: string }).name === "failing" &&
           ((item.series as { count?: number } | undefined)?.count ?? 1) >= 2,
       );
     });
     expect(String(event.note)).toContain("not a valid key!");
 
-    await client.mergePatch(blockPools, namespace, "lake", {
+    await client.mergePatch(blockPools, namespace, "failing", {
       spec: { nameNodes: { podOverrides: null } },
     });
     await waitFor("recovered", async () => {
-      const current = await getPool("lake");
+      const current = await getPool("failing");
       return (
         condition(current, "Degraded")?.status === "False" &&
         condition(current, "Degraded")?.observedGeneration === current.metadata.generation
       );
     });
     // The success that wrote this status also resets the key's backoff (just after the write).
-    await waitFor("backoff reset", async () => controller.queue.failures(`${namespace}/lake`) === 0);
+    await waitFor("backoff reset", async () => controller.queue.failures(`${namespace}/failing`) === 0);
   });
 
   it("runs the finalizer's cleanup on deletion, removes the finalizer, and the children are garbage-collected", async () => {
-    const stored = await getPool("lake");
-    await client.delete(blockPools, namespace, "lake");
-    await waitFor("BlockPool gone", async () => !(await client.find(blockPools, namespace, "lake")));
-    expect(cleanups).toContain("lake");
+    const stored = await createPoolWithChildren("doomed");
+    expect(stored.metadata.finalizers).toContain(finalizerName);
+    await client.delete(blockPools, namespace, "doomed");
+    await waitFor("BlockPool gone", async () => !(await client.find(blockPools, namespace, "doomed")));
+    expect(cleanups).toContain("doomed");
     // The garbage collector (kube-controller-manager) removes what the owner reference names.
     await waitFor(
       "children garbage-collected",
@@ -398,9 +425,27 @@ describe("runtime", () => {
     const base = `http://127.0.0.1:${operator.healthPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
-    const metrics = await (await fetch(`${base}/metrics`)).text();
-    expect(metrics).toMatch(/tributary_reconcile_total\{kind="BlockPool",result="success"\} \d+/);
-    expect(metrics).toMatch(/tributary_reconcile_errors_total\{kind="BlockPool"\} [1-9]/);
+    // A BlockPool of its own whose reconciles fail (a label key the API server refuses), so the
+    // error counter has something to count whatever the other tests did.
+    await client.create(
+      blockPools,
+      pool("counted", { nameNodes: { podOverrides: { metadata: { labels: { "not a valid key!": "x" } } } } }),
+    );
+    const metrics = await waitFor("a BlockPool reconcile error counted", async () => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      return /tributary_reconcile_errors_total\{kind="BlockPool"\} [1-9]/.test(text) ? text : undefined;
+    });
+    expect(metrics).toMatch(/tributary_reconcile_total\{kind="BlockPool",result="error"\} [1-9]/);
+    // Fixed, it reconciles without error: counted as a success (or a success that asks to be
+    // called again to refresh its status).
+    await client.mergePatch(blockPools, namespace, "counted", {
+      spec: { nameNodes: { podOverrides: null } },
+    });
+    await waitFor("a BlockPool reconcile without error counted", async () =>
+      /tributary_reconcile_total\{kind="BlockPool",result="(success|requeue)"\} [1-9]/.test(
+        await (await fetch(`${base}/metrics`)).text(),
+      ),
+    );
     expect(metrics).toContain("tributary_reconcile_duration_seconds_bucket");
     expect(metrics).toMatch(/tributary_workqueue_depth\{kind="Dag"\} \d+/);
     expect(metrics).toMatch(/tributary_leader 1/);

@@ -20,27 +20,31 @@ describe("kube-apiserver smoke", () => {
 
   it("creates, watches and deletes a ConfigMap", async () => {
     const seen: string[] = [];
+    // Watch from the resourceVersion of a list taken before any write: the API server then
+    // delivers every later event whenever the watch connection is set up, so no pause is needed.
+    const listed = await core.listNamespacedConfigMap({ namespace, fieldSelector: "metadata.name=greeting" });
+    expect(listed.items).toEqual([]);
     const watch = new Watch(kc);
+    let resolveDeleted: () => void = () => undefined;
+    let rejectDeleted: (error: unknown) => void = () => undefined;
     const deleted = new Promise<void>((resolve, reject) => {
-      watch
-        .watch(
-          `/api/v1/namespaces/${namespace}/configmaps`,
-          // kube-controller-manager publishes kube-root-ca.crt into every namespace: watch ours only.
-          { fieldSelector: "metadata.name=greeting" },
-          (phase, object: { metadata?: { name?: string } }) => {
-            seen.push(`${phase} ${object.metadata?.name}`);
-            if (phase === "DELETED") resolve();
-          },
-          (error) => {
-            if (error) reject(error);
-          },
-        )
-        .then((request) => deleted.finally(() => request.abort()))
-        .catch(reject);
+      resolveDeleted = resolve;
+      rejectDeleted = reject;
     });
-    // Give the watch a moment to be established before the first write; the watch itself
-    // proves ordering, not this pause.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    deleted.catch(() => undefined); // awaited below; this only keeps an early failure from being unhandled
+    // Resolves once the API server has answered the watch request: it is registered.
+    const request = await watch.watch(
+      `/api/v1/namespaces/${namespace}/configmaps`,
+      // kube-controller-manager publishes kube-root-ca.crt into every namespace: watch ours only.
+      { fieldSelector: "metadata.name=greeting", resourceVersion: listed.metadata?.resourceVersion },
+      (phase, object: { metadata?: { name?: string } }) => {
+        seen.push(`${phase} ${object.metadata?.name}`);
+        if (phase === "DELETED") resolveDeleted();
+      },
+      (error) => {
+        rejectDeleted(error ?? new Error(`the watch ended before DELETED; seen: ${seen.join(", ")}`));
+      },
+    );
 
     await core.createNamespacedConfigMap({
       namespace,
@@ -54,7 +58,11 @@ describe("kube-apiserver smoke", () => {
       body: [{ op: "replace", path: "/data/hello", value: "tributary" }],
     });
     await core.deleteNamespacedConfigMap({ namespace, name: "greeting" });
-    await deleted;
+    try {
+      await deleted;
+    } finally {
+      request.abort();
+    }
 
     expect(seen).toEqual(["ADDED greeting", "MODIFIED greeting", "DELETED greeting"]);
   });

@@ -8,12 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blockPoolDefinition } from "../../src/api/blockpool.js";
 import { topicDefinition } from "../../src/api/topic.js";
 import { resourceType } from "../../src/controllers/common.js";
-import {
-  closeKafkaAdmins,
-  createTopic,
-  setDefaultKafkaBootstrap,
-} from "../../src/controllers/topic/kafka.js";
-import { topicController, topicIdAnnotation } from "../../src/controllers/topic/reconcile.js";
+import { createTopic } from "../../src/controllers/topic/kafka.js";
+import { createTopicController, topicIdAnnotation } from "../../src/controllers/topic/reconcile.js";
 import { finalizerName } from "../../src/operator/finalizer.js";
 import { ApiError, builtin, type KubeObject } from "../../src/operator/kube.js";
 import type { Operator } from "../../src/operator/operator.js";
@@ -128,8 +124,9 @@ beforeAll(async () => {
   await applyCrds(client);
   await createNamespace(client, namespace);
   // The default cluster, as the operator's --kafka-bootstrap flag sets it.
-  setDefaultKafkaBootstrap(brokers);
-  operator = await startOperator("topic-test", namespace, [topicController]);
+  operator = await startOperator("topic-test", namespace, [
+    createTopicController({ defaultBootstrap: brokers }),
+  ]);
 });
 
 afterAll(async () => {
@@ -137,7 +134,6 @@ afterAll(async () => {
   const remaining = await client.list(topics, namespace).catch(() => ({ items: [] as KubeObject[] }));
   await Promise.all(remaining.items.map((item) => deleteAndWait(item.metadata.name).catch(() => undefined)));
   await operator?.stop();
-  await closeKafkaAdmins();
   await deleteNamespace(client, namespace).catch(() => undefined);
   const existing = new Set(await admin.listTopics());
   const ours = [...leftovers].flatMap((name) => [name, `${name}.dlq`]).filter((name) => existing.has(name));
@@ -146,11 +142,33 @@ afterAll(async () => {
   client.close();
 });
 
-describe("Topic controller against Kafka", () => {
-  const managed = kafkaTopic("managed");
-  let topicId: string | undefined;
+/**
+ * Creates a Topic owning a new Kafka topic (a name of this run) and waits until it is Ready;
+ * answers the Kafka topic's name and the Ready resource.
+ */
+async function createReadyTopic(name: string, spec: Record<string, unknown>) {
+  const kafkaName = kafkaTopic(name);
+  leftovers.add(kafkaName);
+  await client.create(topics, topic(name, { topicName: kafkaName, ...spec }));
+  return { kafkaName, ready: await waitForCondition(name, "Ready", "True") };
+}
 
+/** A Kafka topic with `partitions` that a Retain Topic created and left behind; answers its id. */
+async function retainedTopic(name: string, partitions: number) {
+  const { kafkaName, ready } = await createReadyTopic(name, {
+    partitions,
+    replicationFactor: 3,
+    deletionPolicy: "Retain",
+  });
+  const topicId = statusOf(ready).topicId;
+  expect(topicId).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  await deleteAndWait(name);
+  return { kafkaName, topicId: topicId! };
+}
+
+describe("Topic controller against Kafka", () => {
   it("creates the Kafka topic with partitions, replication factor and config, and reports them", async () => {
+    const managed = kafkaTopic("managed");
     leftovers.add(managed);
     await client.create(
       topics,
@@ -174,11 +192,16 @@ describe("Topic controller against Kafka", () => {
     expect(status.topicId).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(ready.metadata.annotations?.[topicIdAnnotation]).toBe(status.topicId);
     expect(ready.metadata.finalizers).toContain(finalizerName);
-    topicId = status.topicId;
   });
 
   it("applies a config change: the broker shows the new value and a removed key returns to its default", async () => {
-    await client.mergePatch(topics, namespace, "managed", {
+    const { kafkaName } = await createReadyTopic("configured", {
+      partitions: 1,
+      replicationFactor: 3,
+      config: { "retention.ms": "3600000", "cleanup.policy": "delete", "min.insync.replicas": "2" },
+      deletionPolicy: "Delete",
+    });
+    await client.mergePatch(topics, namespace, "configured", {
       spec: { config: { "retention.ms": "7200000", "cleanup.policy": null, "min.insync.replicas": "2" } },
     });
     await waitFor(
@@ -186,7 +209,7 @@ describe("Topic controller against Kafka", () => {
       async () => {
         // Brokers apply a config change from the metadata log one after another, and a describe
         // may reach any of them: wait until the answer is the whole new config.
-        const seen = await inKafka(managed);
+        const seen = await inKafka(kafkaName);
         return seen?.config["retention.ms"] === "7200000" &&
           seen.config["min.insync.replicas"] === "2" &&
           Object.keys(seen.config).length === 2
@@ -195,22 +218,40 @@ describe("Topic controller against Kafka", () => {
       },
       { timeoutMs: 90_000, intervalMs: 250 },
     );
-    await waitForCondition("managed", "Ready", "True");
+    await waitForCondition("configured", "Ready", "True");
   });
 
   it("grows the partitions to 6", async () => {
-    await client.mergePatch(topics, namespace, "managed", { spec: { partitions: 6 } });
-    await waitFor("6 partitions in Kafka", async () => (await inKafka(managed))?.partitions === 6, {
+    const { kafkaName, ready: created } = await createReadyTopic("growing", {
+      partitions: 3,
+      replicationFactor: 3,
+      deletionPolicy: "Delete",
+    });
+    const { topicId } = statusOf(created);
+    await client.mergePatch(topics, namespace, "growing", { spec: { partitions: 6 } });
+    await waitFor("6 partitions in Kafka", async () => (await inKafka(kafkaName))?.partitions === 6, {
       timeoutMs: 90_000,
       intervalMs: 250,
     });
-    const ready = await waitForCondition("managed", "Ready", "True");
+    const ready = await waitForCondition("growing", "Ready", "True");
     expect(statusOf(ready)).toMatchObject({ partitions: 6, replicationFactor: 3, topicId });
   });
 
   it("refuses a lower spec.partitions at the API server (the CRD's transition rule)", async () => {
+    // The API server alone decides: the Topic need not be reconciled first.
+    const shrinking = kafkaTopic("shrinking");
+    leftovers.add(shrinking);
+    await client.create(
+      topics,
+      topic("shrinking", {
+        topicName: shrinking,
+        partitions: 3,
+        replicationFactor: 1,
+        deletionPolicy: "Delete",
+      }),
+    );
     const refused = await client
-      .mergePatch(topics, namespace, "managed", { spec: { partitions: 2 } })
+      .mergePatch(topics, namespace, "shrinking", { spec: { partitions: 2 } })
       .then(() => undefined)
       .catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ApiError);
@@ -219,32 +260,50 @@ describe("Topic controller against Kafka", () => {
   });
 
   it("keeps the Kafka topic when a Retain Topic is deleted", async () => {
-    await deleteAndWait("managed");
-    expect(await inKafka(managed)).toMatchObject({ partitions: 6, replicationFactor: 3 });
+    const { kafkaName } = await createReadyTopic("retained", {
+      partitions: 6,
+      replicationFactor: 3,
+      deletionPolicy: "Retain",
+    });
+    await deleteAndWait("retained");
+    expect(await inKafka(kafkaName)).toMatchObject({ partitions: 6, replicationFactor: 3 });
   });
 
   it("reports a shrink of a taken-over topic as Degraded PartitionsCannotShrink and leaves Kafka at 6", async () => {
+    const { kafkaName, topicId } = await retainedTopic("shrunk-predecessor", 6);
     // A new Topic takes over the retained topic by its id, asking for fewer partitions: the
     // CRD cannot see this one (there is no old spec), the controller compares with Kafka.
     await client.create(
       topics,
       topic(
-        "successor",
-        { topicName: managed, partitions: 3, replicationFactor: 3, deletionPolicy: "Delete" },
-        { [topicIdAnnotation]: topicId! },
+        "shrunk-successor",
+        { topicName: kafkaName, partitions: 3, replicationFactor: 3, deletionPolicy: "Delete" },
+        { [topicIdAnnotation]: topicId },
       ),
     );
-    const degraded = await waitForCondition("successor", "Degraded", "True", "PartitionsCannotShrink");
+    const degraded = await waitForCondition("shrunk-successor", "Degraded", "True", "PartitionsCannotShrink");
     expect(condition(degraded, "Degraded")?.message).toContain("Kafka cannot remove partitions");
     expect(condition(degraded, "Ready")?.status).toBe("False");
     // The status keeps what Kafka really has.
     expect(statusOf(degraded)).toMatchObject({ partitions: 6, replicationFactor: 3, topicId });
-    expect((await inKafka(managed))?.partitions).toBe(6);
+    expect((await inKafka(kafkaName))?.partitions).toBe(6);
   });
 
   it("deletes the Kafka topic when a Delete Topic that owns it is deleted", async () => {
-    await deleteAndWait("successor");
-    await waitFor("Kafka topic deleted", async () => !(await admin.listTopics()).includes(managed), {
+    // Owned by taking it over by its id, as a successor of a Retain Topic does.
+    const { kafkaName, topicId } = await retainedTopic("owned-predecessor", 3);
+    await client.create(
+      topics,
+      topic(
+        "owned-successor",
+        { topicName: kafkaName, partitions: 3, replicationFactor: 3, deletionPolicy: "Delete" },
+        { [topicIdAnnotation]: topicId },
+      ),
+    );
+    const ready = await waitForCondition("owned-successor", "Ready", "True");
+    expect(statusOf(ready).topicId).toBe(topicId);
+    await deleteAndWait("owned-successor");
+    await waitFor("Kafka topic deleted", async () => !(await admin.listTopics()).includes(kafkaName), {
       timeoutMs: 60_000,
       intervalMs: 250,
     });
