@@ -38,6 +38,11 @@ import {
 } from "./operator-harness.js";
 import { type DataNodeProcess, StorageCluster } from "./storage-cluster.js";
 
+interface PodSpec {
+  volumes: { name: string; secret?: { secretName: string } }[];
+  containers: { volumeMounts: { name: string; readOnly?: boolean }[] }[];
+}
+
 const client = testClient();
 const namespace = uniqueName("bp-storage");
 const blockPools = resourceType(blockPoolDefinition);
@@ -135,6 +140,15 @@ beforeAll(async () => {
 
   await applyCrds(client);
   await createNamespace(client, namespace);
+  // The pool's cluster secret as the operator would have created it: the name node on loopback
+  // already runs with these bytes, and the operator, which creates it only when absent, signs
+  // its decommission calls with them.
+  await client.create(builtin.secret, {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: { name: "lake-cluster-secret", namespace },
+    data: { secret: cluster.secret!.toString("base64") },
+  } as KubeObject);
   operator = await startOperator("blockpool-storage-test", namespace, [
     createBlockPoolController({
       nameNodeUrl: (pool, _namespace, ordinal) => nameNodeAt.get(`${pool}-${ordinal}`) ?? closedPort,
@@ -206,6 +220,25 @@ describe("BlockPool status from its name node", () => {
       /^active name node lake-namenode-0, 4 live data nodes, 3 files and directories, 1 block/,
     );
     expect(condition(pool, "Degraded")?.status).toBe("False");
+
+    // The cluster secret is kept, not replaced, and both roles mount it read-only.
+    const secret = (await client.get(builtin.secret, namespace, "lake-cluster-secret")) as KubeObject & {
+      data: Record<string, string>;
+    };
+    expect(Buffer.from(secret.data.secret!, "base64").equals(cluster.secret!)).toBe(true);
+    for (const name of ["lake-namenode", "lake-datanode"]) {
+      const statefulSet = await client.get(builtin.statefulSet, namespace, name);
+      const pod = (statefulSet.spec as { template: { spec: PodSpec } }).template.spec;
+      expect(pod.volumes).toContainEqual(
+        expect.objectContaining({
+          name: "cluster-secret",
+          secret: expect.objectContaining({ secretName: "lake-cluster-secret" }),
+        }),
+      );
+      expect(pod.containers[0]!.volumeMounts).toContainEqual(
+        expect.objectContaining({ name: "cluster-secret", readOnly: true }),
+      );
+    }
 
     // The kubelet's part: with the pods running, nothing is left in progress.
     const settled = await waitFor(

@@ -517,12 +517,14 @@ describe("the chart, watching one namespace", () => {
     await expectForbidden("write a pod's status", () =>
       client.mergePatch(builtin.pod, watched, "chart-check", { status: { phase: "Running" } }, "status"),
     );
-    await expectForbidden("write a secret", () =>
-      dryRunCreate(client, builtin.secret, {
-        apiVersion: "v1",
-        kind: "Secret",
-        metadata: { name: "chart-check", namespace: watched },
-      }),
+    // A BlockPool's cluster secret is created once; no Secret is ever changed.
+    await dryRunCreate(client, builtin.secret, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name: "chart-check", namespace: watched },
+    });
+    await expectForbidden("change a secret", () =>
+      client.mergePatch(builtin.secret, watched, "chart-check", { data: {} }),
     );
     // delete is for pruning children; claims hold data and are never pruned.
     await expectForbidden("delete a PersistentVolumeClaim", () =>
@@ -731,12 +733,14 @@ describe("the chart, watching every namespace", () => {
           spec: { containers: [{ name: "main", image: "tributary:test" }] },
         }),
       );
-      await expectForbidden("write a secret", () =>
-        dryRunCreate(client, builtin.secret, {
-          apiVersion: "v1",
-          kind: "Secret",
-          metadata: { name: "chart-check", namespace: other },
-        }),
+      // A BlockPool's cluster secret is created once; no Secret is ever changed.
+      await dryRunCreate(client, builtin.secret, {
+        apiVersion: "v1",
+        kind: "Secret",
+        metadata: { name: "chart-check", namespace: other },
+      });
+      await expectForbidden("change a secret", () =>
+        client.mergePatch(builtin.secret, other, "chart-check", { data: {} }),
       );
       await expectForbidden("list secrets in every namespace", () => client.list(builtin.secret));
       await expectForbidden("delete a PersistentVolumeClaim", () =>

@@ -5,8 +5,9 @@
  * wrapper that would leave it running.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -82,11 +83,18 @@ export interface ClusterOptions {
   racks?: string[];
   nameNodeArgs?: string[];
   dataNodeArgs?: string[];
+  /**
+   * Start the pool with a cluster secret (the default, as the operator does), so the suites
+   * exercise signed internal calls; false runs an open pool as in local development.
+   */
+  clusterSecret?: boolean;
 }
 
 export class StorageCluster {
   nameNodes: NameNodeProcess[] = [];
   dataNodes: DataNodeProcess[] = [];
+  /** The pool's cluster secret, to sign internal calls a test makes (signRequest); undefined for an open pool. */
+  secret: Buffer | undefined;
 
   private constructor(
     readonly root: string,
@@ -97,6 +105,10 @@ export class StorageCluster {
     const root = await mkdtemp(join(tmpdir(), "tributary-storage-"));
     const cluster = new StorageCluster(root, options);
     try {
+      if (options.clusterSecret ?? true) {
+        cluster.secret = randomBytes(32);
+        await writeFile(cluster.secretFile, cluster.secret, { mode: 0o600 });
+      }
       const nameDir = join(root, "name");
       for (let i = 0; i < (options.nameNodes ?? 1); i++) await cluster.startNameNode(nameDir);
       await Promise.all(Array.from({ length: options.dataNodes }, (_, i) => cluster.startDataNode(i)));
@@ -109,6 +121,15 @@ export class StorageCluster {
       throw error;
     }
     return cluster;
+  }
+
+  get secretFile(): string {
+    return join(this.root, "cluster-secret");
+  }
+
+  /** The roles' flags for the cluster secret, as the operator mounts it. */
+  private secretArgs(): string[] {
+    return this.secret ? ["--cluster-secret-file", this.secretFile] : [];
   }
 
   async startNameNode(
@@ -134,6 +155,7 @@ export class StorageCluster {
       "2000",
       "--tail-interval-ms",
       "300",
+      ...this.secretArgs(),
       ...(this.options.nameNodeArgs ?? []),
     ];
     const role = await startRole("namenode", args);
@@ -186,6 +208,7 @@ export class StorageCluster {
       "300",
       "--block-report-interval-ms",
       "5000",
+      ...this.secretArgs(),
       ...(this.options.dataNodeArgs ?? []),
     ];
     const role = await startRole("datanode", args);
@@ -229,7 +252,10 @@ export class StorageCluster {
   async blockLocations(path: string): Promise<{
     fileLength: number;
     underConstruction: boolean;
-    blocks: { block: { blockId: number; numBytes: number }; locations: { datanodeUuid: string }[] }[];
+    blocks: {
+      block: { blockId: number; generationStamp: number; numBytes: number };
+      locations: { datanodeUuid: string }[];
+    }[];
   }> {
     let lastError: unknown;
     for (const nn of this.nameNodes) {

@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WebHdfsClient } from "../../src/dataplane/storage/client.js";
+import { signRequest } from "../../src/dataplane/storage/clusterAuth.js";
 import {
   type StorageCluster as Cluster,
   type DataNodeProcess,
@@ -26,10 +27,16 @@ interface DecommissionAnswer {
   };
 }
 
+/** The cluster secret of the pool under test: the operator signs its admin calls with it. */
+let clusterSecret: Buffer | undefined;
+
 async function putDecommission(webhdfsPort: number, body: string): Promise<DecommissionAnswer> {
   const response = await fetch(`http://127.0.0.1:${webhdfsPort}/admin/decommission`, {
     method: "PUT",
-    headers: { "content-type": "application/json" },
+    headers: {
+      "content-type": "application/json",
+      ...signRequest(clusterSecret, "PUT", "/admin/decommission"),
+    },
     body,
   });
   return { status: response.status, body: (await response.json()) as DecommissionAnswer["body"] };
@@ -73,6 +80,7 @@ describe("BlockPool storage: decommissioning a data node of 4, replication 3", (
   beforeAll(async () => {
     cluster = await StorageCluster.start({ dataNodes: 4 });
     client = cluster.client();
+    clusterSecret = cluster.secret;
   });
 
   afterAll(async () => {
@@ -221,6 +229,7 @@ describe("BlockPool storage: decommissioning with RS-3-2 erasure coding and two 
       ],
     });
     client = cluster.client();
+    clusterSecret = cluster.secret;
   });
 
   afterAll(async () => {

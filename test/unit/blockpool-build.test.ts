@@ -1,3 +1,7 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { blockPoolSpecSchema } from "../../src/api/blockpool.js";
 import {
@@ -5,12 +9,18 @@ import {
   desiredChildren,
   nameNodeStatefulSet,
 } from "../../src/controllers/blockpool/build.js";
+import { desiredClusterSecret, ensureClusterSecret } from "../../src/controllers/blockpool/clusterSecret.js";
 import { roleState, statefulSetHealth } from "../../src/controllers/blockpool/status.js";
 import { validateBlockPool } from "../../src/controllers/blockpool/validate.js";
 import { dataNodeConfig } from "../../src/dataplane/storage/datanode/main.js";
 import { nameNodeConfig } from "../../src/dataplane/storage/namenode/main.js";
-import type { KubeObject } from "../../src/operator/kube.js";
+import type { KubeClient, KubeObject } from "../../src/operator/kube.js";
 import { expectRestricted, podTemplates } from "../support/pod-templates.js";
+
+interface PodSpecWithVolumes {
+  volumes: unknown[];
+  containers: { volumeMounts: unknown[] }[];
+}
 
 const resource: KubeObject = {
   apiVersion: "tributary.dev/v1alpha1",
@@ -70,9 +80,10 @@ describe("BlockPool build", () => {
         spec: { template: { spec: { volumes: unknown[] } } };
       }
     ).spec.template.spec;
-    expect(pod.volumes).toEqual([
-      { name: "shared-edits", persistentVolumeClaim: { claimName: "lake-namenode-edits" } },
-    ]);
+    expect(pod.volumes).toContainEqual({
+      name: "shared-edits",
+      persistentVolumeClaim: { claimName: "lake-namenode-edits" },
+    });
     expect(pod.containers[0]!.volumeMounts).toContainEqual({
       name: "shared-edits",
       mountPath: "/var/lib/tributary/name",
@@ -191,14 +202,74 @@ describe("BlockPool build", () => {
           .filter((variable) => variable.value !== undefined)
           .map((variable) => [variable.name, variable.value]),
       );
-    const config = nameNodeConfig([], envOf(nameNodeStatefulSet(input) as unknown as Workload));
-    expect(
-      dataNodeConfig([], envOf(dataNodeStatefulSet(input) as unknown as Workload)).nameNodes,
-    ).toHaveLength(2);
+    // The cluster secret's mount, stood in for by a file of this test.
+    const secret = randomBytes(32);
+    const secretFile = join(mkdtempSync(join(tmpdir(), "tributary-secret-")), "secret");
+    writeFileSync(secretFile, secret);
+    const mounted = (workload: Workload) => {
+      const env = envOf(workload);
+      expect(env.TRIBUTARY_CLUSTER_SECRET_FILE).toBe("/etc/tributary/cluster-secret/secret");
+      return { ...env, TRIBUTARY_CLUSTER_SECRET_FILE: secretFile };
+    };
+    const config = nameNodeConfig([], mounted(nameNodeStatefulSet(input) as unknown as Workload));
+    const dataNode = dataNodeConfig([], mounted(dataNodeStatefulSet(input) as unknown as Workload));
+    expect(dataNode.nameNodes).toHaveLength(2);
+    expect(config.clusterSecret).toEqual(secret);
+    expect(dataNode.clusterSecret).toEqual(secret);
     expect(config.permissionsEnabled).toBe(false);
     expect(config.superusers).toEqual(["hdfs", "etl"]);
     expect(config.blockSize).toBe(128 * 1024 * 1024);
     expect(nameNodeConfig([], {}).permissionsEnabled).toBe(true);
+    expect(nameNodeConfig([], {}).clusterSecret).toBeUndefined();
+    expect(() => nameNodeConfig([], { TRIBUTARY_CLUSTER_SECRET_FILE: "/nonexistent/secret" })).toThrow(
+      /cannot read the cluster secret from \/nonexistent\/secret/,
+    );
+  });
+
+  it("mounts the pool's cluster secret read-only into both roles, readable by the pod's group only", () => {
+    for (const workload of [nameNodeStatefulSet(build()), dataNodeStatefulSet(build())]) {
+      const pod = (workload as unknown as { spec: { template: { spec: PodSpecWithVolumes } } }).spec.template
+        .spec;
+      expect(pod.volumes).toContainEqual({
+        name: "cluster-secret",
+        secret: {
+          secretName: "lake-cluster-secret",
+          items: [{ key: "secret", path: "secret" }],
+          defaultMode: 0o440,
+        },
+      });
+      expect(pod.containers[0]!.volumeMounts).toContainEqual({
+        name: "cluster-secret",
+        mountPath: "/etc/tributary/cluster-secret",
+        readOnly: true,
+      });
+    }
+  });
+
+  it("creates the cluster secret once: 32 random bytes owned by the pool, kept when it exists", async () => {
+    const created: KubeObject[] = [];
+    let stored: KubeObject | undefined;
+    const client = {
+      find: async () => stored,
+      get: async () => stored,
+      create: async (_type: unknown, object: KubeObject) => {
+        created.push(object);
+        stored = object;
+        return object;
+      },
+    } as unknown as KubeClient;
+    const first = await ensureClusterSecret(client, resource);
+    expect(first).toHaveLength(32);
+    expect(created).toHaveLength(1);
+    expect(created[0]!.metadata).toMatchObject({
+      name: "lake-cluster-secret",
+      namespace: "data",
+      ownerReferences: [{ kind: "BlockPool", name: "lake", controller: true }],
+    });
+    // A second reconcile reads it back and creates nothing.
+    expect(await ensureClusterSecret(client, resource)).toEqual(first);
+    expect(created).toHaveLength(1);
+    expect(desiredClusterSecret(resource, first)).toEqual(desiredClusterSecret(resource, first));
   });
 
   it("runs every pod under the restricted Pod Security Standard, without a service-account token", () => {

@@ -269,7 +269,7 @@ describe("RBAC", () => {
     }
   });
 
-  it("watching every namespace: one ClusterRole, deleting only what is pruned, no writes to pods, secrets or leases", () => {
+  it("watching every namespace: one ClusterRole, deleting only what is pruned, no writes to pods or leases, Secrets only created", () => {
     const objects = render();
     const [clusterRole] = find(objects, "ClusterRole");
     const rules = rulesOf(clusterRole!);
@@ -278,8 +278,9 @@ describe("RBAC", () => {
         .filter((rule) => rule.apiGroups.includes(group) && rule.resources.includes(resource))
         .flatMap((rule) => rule.verbs);
     expect(verbsOn("", "pods").sort()).toEqual(["get", "list", "watch"]);
-    // Secrets are read by name only (a Topic's Kafka credentials); nothing lists or watches them.
-    expect(verbsOn("", "secrets")).toEqual(["get"]);
+    // Secrets are read by name (a Topic's Kafka credentials) and a BlockPool's cluster secret is
+    // created once; nothing lists, watches, changes or deletes them.
+    expect(verbsOn("", "secrets").sort()).toEqual(["create", "get"]);
     // BlockPool rack awareness reads each node's zone label.
     expect(verbsOn("", "nodes").sort()).toEqual(["get", "list", "watch"]);
     expect(verbsOn("tributary.dev", "blockpools/status").sort()).toEqual(["get", "patch"]);

@@ -133,11 +133,13 @@ Claims are never deleted (they hold data), nor pods or Secrets.
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Get only: credentials a resource references (broker TLS and SASL Secrets), read by name at
-# each reconcile. No list or watch: nothing needs every Secret of a namespace in its cache.
+# Get: credentials a resource references (broker TLS and SASL Secrets), read by name at each
+# reconcile, and a BlockPool's cluster secret, which signs the operator's calls to its name
+# nodes. Create: that cluster secret, made once when absent (never updated: pods hold it).
+# No list or watch: nothing needs every Secret of a namespace in its cache.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "create"]
 # A repeated event bumps the series count of the first one with a patch.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

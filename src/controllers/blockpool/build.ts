@@ -6,6 +6,9 @@
  *   <name>            client Service: WebHDFS and RPC of the name nodes
  *   <name>-namenode-edits  ReadWriteMany claim for the shared edit log (with two name nodes)
  *   <name>-topology  ConfigMap: each data-node pod's rack, mounted into the name nodes (with rackAwareness)
+ *
+ * The Secret `<name>-cluster-secret` both roles mount is not built here: it is created once
+ * with random bytes (clusterSecret.ts), never applied.
  */
 import type { BlockPoolSpec } from "../../api/blockpool.js";
 import { parseQuantity } from "../../api/common.js";
@@ -14,6 +17,7 @@ import type { KubeObject } from "../../operator/kube.js";
 import { childLabels, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
 import { withPodSecurity } from "../podSecurity.js";
+import { clusterSecretKey, clusterSecretMountPath, clusterSecretName } from "./clusterSecret.js";
 import { topologyConfigMapName, topologyMountPath, topologyTableKey } from "./topology.js";
 
 export const ports = {
@@ -160,6 +164,15 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
   const { spec } = input;
   const selector = selectorLabels(input.resource, role.component);
   const volumes = [
+    // Read-only to the pod's group (fsGroup, see podSecurity.ts), which the role runs in.
+    {
+      name: "cluster-secret",
+      secret: {
+        secretName: clusterSecretName(input.resource.metadata.name),
+        items: [{ key: clusterSecretKey, path: clusterSecretKey }],
+        defaultMode: 0o440,
+      },
+    },
     ...(role.sharedEditsClaim
       ? [{ name: "shared-edits", persistentVolumeClaim: { claimName: role.sharedEditsClaim } }]
       : []),
@@ -172,7 +185,7 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
       affinity: spreadAcrossNodes(selector),
       // Block and edit-log writes finish before the process exits on SIGTERM.
       terminationGracePeriodSeconds: 60,
-      ...(volumes.length > 0 ? { volumes } : {}),
+      volumes,
       containers: [
         {
           name: role.component,
@@ -180,6 +193,7 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
           command: ["tributary", role.component],
           env: [
             ...poolEnvironment(input),
+            { name: "TRIBUTARY_CLUSTER_SECRET_FILE", value: `${clusterSecretMountPath}/${clusterSecretKey}` },
             ...(role.topologyConfigMap
               ? [{ name: "TRIBUTARY_TOPOLOGY_TABLE", value: `${topologyMountPath}/${topologyTableKey}` }]
               : []),
@@ -188,6 +202,7 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
           ...(role.resources ? { resources: role.resources } : {}),
           volumeMounts: [
             { name: "data", mountPath: "/var/lib/tributary" },
+            { name: "cluster-secret", mountPath: clusterSecretMountPath, readOnly: true },
             ...(role.sharedEditsClaim
               ? [{ name: "shared-edits", mountPath: "/var/lib/tributary/name" }]
               : []),

@@ -6,6 +6,7 @@
  * is reported as an error, never as made-up figures.
  */
 import { z } from "zod";
+import { signRequest } from "../../dataplane/storage/clusterAuth.js";
 
 /** A data node as the name node reports it (HDFS's DatanodeInfo, the fields the operator reads). */
 const dataNodeReportSchema = z.object({
@@ -56,15 +57,19 @@ async function call<T>(
   schema: z.ZodType<T>,
   timeoutMs: number,
   body?: unknown,
+  secret?: Buffer,
 ): Promise<T> {
   let response: Response;
   try {
     response = await fetch(url, {
       method,
       signal: AbortSignal.timeout(timeoutMs),
-      ...(body === undefined
-        ? {}
-        : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+      headers: {
+        // Administration is for the pool's own operator: signed with the pool's cluster secret.
+        ...signRequest(secret, method, new URL(url).pathname),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (error) {
     throw new NameNodeError(`${method} ${url}: ${unreachable(error, timeoutMs)}`);
@@ -135,10 +140,16 @@ export async function putDecommission(
   baseUrl: string,
   hosts: readonly string[],
   timeoutMs: number,
+  secret?: Buffer,
 ): Promise<DataNodeReport[]> {
-  const answer = await call("PUT", `${baseUrl}/admin/decommission`, decommissionAnswerSchema, timeoutMs, {
-    hosts,
-  });
+  const answer = await call(
+    "PUT",
+    `${baseUrl}/admin/decommission`,
+    decommissionAnswerSchema,
+    timeoutMs,
+    { hosts },
+    secret,
+  );
   return answer.datanodes;
 }
 
@@ -177,6 +188,7 @@ export async function decommissionThroughActive(
   answers: readonly NameNodeAnswer[],
   hosts: readonly string[],
   timeoutMs: number,
+  secret?: Buffer,
 ): Promise<{ pod: string; datanodes: DataNodeReport[] } | { error: string }> {
   const ordered = [...answers].sort(
     (a, b) =>
@@ -186,7 +198,7 @@ export async function decommissionThroughActive(
   const errors: string[] = [];
   for (const { pod, url } of ordered) {
     try {
-      return { pod, datanodes: await putDecommission(url, hosts, timeoutMs) };
+      return { pod, datanodes: await putDecommission(url, hosts, timeoutMs, secret) };
     } catch (error) {
       errors.push(`${pod}: ${error instanceof Error ? error.message : String(error)}`);
     }

@@ -26,6 +26,7 @@ import {
   nameNodeName,
   webHdfsEndpoint,
 } from "./build.js";
+import { ensureClusterSecret } from "./clusterSecret.js";
 import {
   decommissionRequest,
   retiringPods,
@@ -95,7 +96,9 @@ export async function reconcileBlockPool(
     dataNodes = context.cachedChild(builtin.statefulSet, namespace, dataNodeName(name));
     scale = { phase: "steady", replicas: replicasOf(dataNodes) ?? 0 };
   } else {
-    scale = await dataNodeScale(resource, spec, context, settings, answers, view);
+    // Before the StatefulSets: their pods cannot start without it.
+    const secret = await ensureClusterSecret(context.client, resource);
+    scale = await dataNodeScale(resource, spec, context, settings, answers, view, secret);
     // The rack table goes when rackAwareness does; the shared edit-log claim is never pruned.
     const applied = await context.applyAndPrune(
       resource,
@@ -170,6 +173,7 @@ async function dataNodeScale(
   settings: Settings,
   answers: NameNodeAnswer[],
   view: NameNodeView | undefined,
+  secret: Buffer,
 ): Promise<ScaleDecision> {
   const { namespace = "", name } = resource.metadata;
   const desired = spec.dataNodes.replicas;
@@ -194,7 +198,7 @@ async function dataNodeScale(
   if (request.send && answered.length === 0) {
     answer = { error: `no name node answered (${view.unreachable.join("; ")})` };
   } else if (request.send) {
-    answer = await decommissionThroughActive(answered, request.hosts, settings.requestTimeoutMs);
+    answer = await decommissionThroughActive(answered, request.hosts, settings.requestTimeoutMs, secret);
     if ("error" in answer && (current === undefined || desired >= current)) {
       // Not scaling down: only a correction of the name node's exclude list failed; next time.
       context.log.warn({ hosts: request.hosts, err: answer.error }, "could not update the decommission set");

@@ -7,6 +7,8 @@
 import { z } from "zod";
 import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
 
+import { loadClusterSecret } from "./clusterAuth.js";
+
 export { ConfigError };
 
 export const addressList = z
@@ -81,4 +83,17 @@ export async function runUntilSignal(
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
+}
+
+/**
+ * The pool's cluster secret for a role's configuration: the file named by
+ * --cluster-secret-file (TRIBUTARY_CLUSTER_SECRET_FILE), else TRIBUTARY_CLUSTER_SECRET, else
+ * none. An unreadable or too short secret is a configuration error, not a silent open pool.
+ */
+export function clusterSecret(file: string | undefined, env: NodeJS.ProcessEnv): Buffer | undefined {
+  try {
+    return loadClusterSecret(file, env.TRIBUTARY_CLUSTER_SECRET);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
 }

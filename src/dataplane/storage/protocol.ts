@@ -91,6 +91,11 @@ export interface HeartbeatRequest {
 export interface HeartbeatResponse {
   commands: DatanodeCommand[];
   haState: "active" | "standby";
+  /**
+   * The block-transfer addresses (host:xferPort) of the data nodes the name node knows and has
+   * not declared dead: a data node forwards a block only to these (see DataNode.checkTargets).
+   */
+  datanodes?: string[];
 }
 
 /** How an error is answered beyond its JSON body. */
@@ -287,7 +292,13 @@ export function parseRemoteException(
 }
 
 /** POSTs JSON to `http://address/path` and returns the JSON answer, or throws the RemoteException. */
-export function postJson<T>(address: string, path: string, body: unknown, timeoutMs = 10_000): Promise<T> {
+export function postJson<T>(
+  address: string,
+  path: string,
+  body: unknown,
+  timeoutMs = 10_000,
+  headers: Record<string, string> = {},
+): Promise<T> {
   const payload = Buffer.from(JSON.stringify(body));
   const [host, port] = splitAddress(address);
   return new Promise<T>((resolve, reject) => {
@@ -297,7 +308,7 @@ export function postJson<T>(address: string, path: string, body: unknown, timeou
         port,
         path,
         method: "POST",
-        headers: { "content-type": "application/json", "content-length": payload.length },
+        headers: { ...headers, "content-type": "application/json", "content-length": payload.length },
         timeout: timeoutMs,
       },
       (res) => {

@@ -14,6 +14,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Logger } from "../../../log.js";
+import { checkSignature, signRequest } from "../clusterAuth.js";
 import {
   FIRST_BAD_LINK_HEADER,
   NameNodeRpc,
@@ -45,6 +46,8 @@ import { BlockStore, type FinishedReplica } from "./blockStore.js";
 import { blockChecksum, fileChecksum } from "./fileChecksum.js";
 
 export interface DataNodeConfig {
+  /** The pool's cluster secret: signs this node's calls to name nodes and guards deleting its replicas (clusterAuth.ts). */
+  clusterSecret?: Buffer | undefined;
   host: string;
   advertisedHost: string;
   xferPort: number;
@@ -145,6 +148,11 @@ export class DataNode {
   private closed = false;
   private scanning = false;
   private webHdfsWriters = 0;
+  /** The active name node's registered data nodes (host:xferPort), from its last heartbeat reply. */
+  private registeredDataNodes = new Set<string>();
+  /** A heartbeat round run early to learn of data nodes registered since the last one. */
+  private registrationRefresh: Promise<void> | undefined;
+  private lastRegistrationRefresh = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly config: DataNodeConfig,
@@ -169,6 +177,10 @@ export class DataNode {
       { ...this.id, blocks: this.store.list().length, rack: this.config.rack },
       "data node started",
     );
+    if (!this.config.clusterSecret)
+      this.logger.warn(
+        "no cluster secret (TRIBUTARY_CLUSTER_SECRET_FILE or TRIBUTARY_CLUSTER_SECRET): any host that reaches this data node can delete its replicas and have it forward blocks to any address; set one outside local development",
+      );
     const heartbeat = () => {
       this.heartbeatAll().finally(() => {
         if (!this.closed) this.timers[0] = setTimeout(heartbeat, this.config.heartbeatIntervalMs);
@@ -249,6 +261,7 @@ export class DataNode {
         return this.receiveBlock(req, res, blockId, Number(url.searchParams.get("generationStamp")));
       if (req.method === "GET") return this.serveBlock(res, blockId, url);
       if (req.method === "DELETE") {
+        checkSignature(this.config.clusterSecret, req.method, url.pathname, req.headers);
         const deleted = await this.store.delete(blockId);
         if (deleted)
           this.reportToAll("blockReceivedAndDeleted", {
@@ -315,6 +328,7 @@ export class DataNode {
     if (!Number.isSafeInteger(generationStamp) || generationStamp <= 0)
       throw illegalArgument("generationStamp is required");
     const downstream = JSON.parse(String(req.headers["x-tributary-targets"] ?? "[]")) as DatanodeID[];
+    await this.checkTargets(downstream);
     const writer = await this.store.createRbw(blockId, generationStamp);
     const forward =
       downstream.length > 0
@@ -471,7 +485,15 @@ export class DataNode {
     await Promise.all(
       this.config.nameNodes.map(async (address) => {
         try {
-          const reply = await postJson<HeartbeatResponse>(address, "/rpc/sendHeartbeat", body, 5_000);
+          const reply = await postJson<HeartbeatResponse>(
+            address,
+            "/rpc/sendHeartbeat",
+            body,
+            5_000,
+            signRequest(this.config.clusterSecret, "POST", "/rpc/sendHeartbeat"),
+          );
+          if (reply.haState === "active" && reply.datanodes)
+            this.registeredDataNodes = new Set(reply.datanodes);
           for (const command of reply.commands) {
             if (command.action === "register") await this.blockReport(address);
             else if (reply.haState === "active") this.execute(command);
@@ -484,7 +506,13 @@ export class DataNode {
   }
 
   private async blockReport(address: string): Promise<void> {
-    await postJson(address, "/rpc/blockReport", { datanode: this.id, blocks: this.store.list() }, 30_000);
+    await postJson(
+      address,
+      "/rpc/blockReport",
+      { datanode: this.id, blocks: this.store.list() },
+      30_000,
+      signRequest(this.config.clusterSecret, "POST", "/rpc/blockReport"),
+    );
   }
 
   private execute(command: DatanodeCommand): void {
@@ -551,11 +579,62 @@ export class DataNode {
     }
   }
 
+  /**
+   * Refuses a pipeline whose downstream nodes are not data nodes of this pool. The targets come
+   * from the writer, who may be anyone who reaches this port: forwarding to any address it names
+   * would let it push data (a block's bytes, as an HTTP PUT) from inside the cluster to any
+   * host:port. The name node hands out only registered data nodes, so a sound pipeline always
+   * passes. The check uses the active name node's list of registered nodes, which each heartbeat
+   * reply carries, rather than a signature over the targets: writers need no secret and no new
+   * protocol, and a node registered since the last heartbeat is found by one early heartbeat.
+   * Without a cluster secret anyone can register a node, so there is nothing to check against.
+   */
+  private async checkTargets(downstream: DatanodeID[]): Promise<void> {
+    if (!this.config.clusterSecret || downstream.length === 0) return;
+    const unknown = () =>
+      downstream.map(xferAddress).filter((address) => !this.registeredDataNodes.has(address));
+    if (unknown().length > 0) await this.refreshRegistrations();
+    const refused = unknown();
+    if (refused.length > 0)
+      throw new RemoteException(
+        "AccessControlException",
+        `not authorized: x-tributary-targets names ${refused.join(", ")}, not a data node registered with the active name node; a pipeline's targets must come from the name node (addBlock)`,
+        undefined,
+        undefined,
+        { closeConnection: true },
+      );
+  }
+
+  /**
+   * A heartbeat round that starts after this call, so its reply includes every node registered
+   * before the call. Concurrent callers share rounds, and rounds start at most every 250 ms, so
+   * a flood of bad targets costs the name node a few heartbeats a second.
+   */
+  private async refreshRegistrations(): Promise<void> {
+    const calledAt = Date.now();
+    for (;;) {
+      if (!this.registrationRefresh) {
+        const wait = Math.max(0, this.lastRegistrationRefresh + 250 - Date.now());
+        this.registrationRefresh = (async () => {
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+          this.lastRegistrationRefresh = Date.now();
+          await this.heartbeatAll();
+        })().finally(() => {
+          this.registrationRefresh = undefined;
+        });
+      }
+      await this.registrationRefresh;
+      if (this.lastRegistrationRefresh >= calledAt) return;
+    }
+  }
+
   /** Best effort to every name node; full block reports repair anything lost. */
   private reportToAll(method: string, body: unknown): void {
     for (const address of this.config.nameNodes) {
-      postJson(address, `/rpc/${method}`, body, 5_000).catch((error) =>
-        this.logger.debug({ nameNode: address, method, error: (error as Error).message }, "report failed"),
+      const path = `/rpc/${method}`;
+      postJson(address, path, body, 5_000, signRequest(this.config.clusterSecret, "POST", path)).catch(
+        (error) =>
+          this.logger.debug({ nameNode: address, method, error: (error as Error).message }, "report failed"),
       );
     }
   }

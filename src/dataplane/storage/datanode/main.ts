@@ -6,7 +6,7 @@
 import { hostname } from "node:os";
 import { z } from "zod";
 import { createLogger } from "../../../log.js";
-import { addressList, parseConfig, port, positive, runUntilSignal } from "../config.js";
+import { addressList, clusterSecret, parseConfig, port, positive, runUntilSignal } from "../config.js";
 import { DEFAULT_STALL_TIMEOUT_MS } from "../dfsClient.js";
 import { DataNode, type DataNodeConfig } from "./datanode.js";
 
@@ -41,6 +41,11 @@ export const dataNodeConfigSchema = z.object({
   headersTimeoutMs: positive.default(60_000),
   /** A request other than an upload that takes longer to arrive is closed (Node's default, 5 minutes). */
   requestTimeoutMs: positive.default(300_000),
+  /**
+   * The pool's shared secret for internal calls (TRIBUTARY_CLUSTER_SECRET_FILE; the operator
+   * mounts the Secret <pool>-cluster-secret there). TRIBUTARY_CLUSTER_SECRET gives it inline.
+   */
+  clusterSecretFile: z.string().min(1).optional(),
   podName: z.string().optional(),
   podNamespace: z.string().optional(),
   blockpool: z.string().optional(),
@@ -56,6 +61,7 @@ export function dataNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
       ? `${podName}.${parsed.blockpool}-datanode.${podNamespace}.svc`
       : undefined;
   return {
+    clusterSecret: clusterSecret(parsed.clusterSecretFile, env),
     host: parsed.host,
     advertisedHost: parsed.advertisedHost ?? podAddress ?? hostname(),
     xferPort: parsed.xferPort,

@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import { parseQuantity, quantitySchema } from "../../../api/common.js";
 import { createLogger } from "../../../log.js";
-import { ConfigError, parseConfig, port, positive, runUntilSignal } from "../config.js";
+import { ConfigError, clusterSecret, parseConfig, port, positive, runUntilSignal } from "../config.js";
 import { NameNode, type NameNodeConfig } from "./namenode.js";
 
 export const nameNodeConfigSchema = z.object({
@@ -50,6 +50,11 @@ export const nameNodeConfigSchema = z.object({
    * mounted at /etc/tributary/topology/topology.table. Unset: data nodes' own --rack.
    */
   topologyTable: z.string().min(1).optional(),
+  /**
+   * The pool's shared secret for internal calls (TRIBUTARY_CLUSTER_SECRET_FILE; the operator
+   * mounts the Secret <pool>-cluster-secret there). TRIBUTARY_CLUSTER_SECRET gives it inline.
+   */
+  clusterSecretFile: z.string().min(1).optional(),
   podName: z.string().optional(),
   podNamespace: z.string().optional(),
   blockpool: z.string().optional(),
@@ -64,6 +69,7 @@ export function nameNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
       ? `${podName}.${parsed.blockpool}-namenode.${podNamespace}.svc`
       : undefined;
   return {
+    clusterSecret: clusterSecret(parsed.clusterSecretFile, env),
     host: parsed.host,
     advertisedHost: parsed.advertisedHost ?? podAddress ?? hostname(),
     rpcPort: parsed.rpcPort,

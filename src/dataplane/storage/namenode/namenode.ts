@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Logger } from "../../../log.js";
+import { checkSignature } from "../clusterAuth.js";
 import { BYTES_PER_CHECKSUM } from "../crc32c.js";
 import { erasureCodingPolicy } from "../erasure/index.js";
 import { components, nameOf, parentOf, validatePath } from "../path.js";
@@ -26,6 +27,7 @@ import {
   readRequestBody,
   sendError,
   sendJson,
+  xferAddress,
 } from "../protocol.js";
 import { BlockManager, isInService, toDatanodeID } from "./blockManager.js";
 import { EditLog, type EditRecord, FencedException, GapError } from "./editLog.js";
@@ -35,6 +37,8 @@ import { ALL, EXECUTE, PermissionChecker, READ, WRITE } from "./permissions.js";
 import { TopologyTable } from "./topology.js";
 
 export interface NameNodeConfig {
+  /** The pool's cluster secret: data nodes and administrators sign their calls with it (clusterAuth.ts). */
+  clusterSecret?: Buffer | undefined;
   host: string;
   /** The address clients and data nodes are told about (redirects name data nodes, not this). */
   advertisedHost: string;
@@ -92,6 +96,12 @@ const HOT_STORAGE_POLICY_ID = 7;
 const SHARED_DIRECTORY_MODE = 0o1777;
 /** HDFS's dfs.namenode.fs-limits.min-block-size. */
 const MIN_BLOCK_SIZE = 1024 * 1024;
+
+/**
+ * HDFS's DatanodeProtocol: only data nodes of the pool call these, signed with the cluster
+ * secret; the other RPCs are the client protocol, open like WebHDFS.
+ */
+const DATANODE_RPCS = new Set(["sendHeartbeat", "blockReport", "blockReceivedAndDeleted", "reportBadBlocks"]);
 
 /**
  * The most a `/rpc` call may send, read before it is parsed. A full block report (and the
@@ -231,6 +241,10 @@ export class NameNode {
       { rpcPort: this.rpcPort, httpPort: this.httpPort, haState: this.haState, txid: this.lastAppliedTxid },
       "name node started",
     );
+    if (!this.config.clusterSecret)
+      this.logger.warn(
+        "no cluster secret (TRIBUTARY_CLUSTER_SECRET_FILE or TRIBUTARY_CLUSTER_SECRET): any host that reaches this name node can register as a data node and use /admin; set one outside local development",
+      );
     this.timers.push(
       setInterval(() => void this.haTick(), this.config.tailIntervalMs),
       setInterval(() => {
@@ -1034,6 +1048,9 @@ export class NameNode {
     const params = new URLSearchParams(query < 0 ? "" : raw.slice(query + 1));
     if (pathname.startsWith("/rpc/") && req.method === "POST") {
       const method = pathname.slice(5);
+      // Before the body is read: an unsigned caller costs no more than its headers.
+      if (DATANODE_RPCS.has(method))
+        checkSignature(this.config.clusterSecret, req.method, pathname, req.headers);
       const limit = BULK_RPCS.has(method) ? BULK_RPC_BODY_LIMIT : RPC_BODY_LIMIT;
       const text = await readRequestBody(req, limit, `RPC ${method}`);
       let body: unknown;
@@ -1051,6 +1068,8 @@ export class NameNode {
     if (pathname === "/readyz")
       return sendJson(res, this.haState === "active" ? 200 : 503, { haState: this.haState });
     if (pathname === "/status") return sendJson(res, 200, this.status());
+    if (pathname.startsWith("/admin/"))
+      checkSignature(this.config.clusterSecret, req.method, pathname, req.headers);
     if (pathname === "/admin/decommission" && req.method === "PUT") return this.decommission(req, res);
     if (pathname === "/metrics") {
       const status = this.status();
@@ -1110,6 +1129,14 @@ export class NameNode {
     });
   }
 
+  /** The block-transfer addresses of the data nodes this name node knows and has not declared dead. */
+  private registeredXferAddresses(): string[] {
+    return this.blockManager
+      .report()
+      .filter((node) => node.adminState !== "DEAD")
+      .map(xferAddress);
+  }
+
   // biome-ignore lint/suspicious/noExplicitAny: RPC bodies are JSON, checked by each method.
   private async rpc(method: string, body: any): Promise<unknown> {
     switch (method) {
@@ -1119,6 +1146,7 @@ export class NameNode {
         return {
           commands,
           haState: this.haState === "active" ? "active" : "standby",
+          datanodes: this.registeredXferAddresses(),
         } satisfies HeartbeatResponse;
       }
       case "blockReport":
