@@ -1,5 +1,7 @@
 import { defineConfig } from "vitest/config";
 
+const isolated = ["test/integration/storage-pipeline-stall.test.ts"];
+
 export default defineConfig({
   test: {
     projects: [
@@ -9,6 +11,7 @@ export default defineConfig({
           name: "main",
           globalSetup: ["test/support/global-setup.ts"],
           include: ["test/unit/**/*.test.ts", "test/integration/**/*.test.ts", "src/**/*.test.ts"],
+          exclude: [...isolated],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Integration tests share one API server, one Kafka cluster and one PostgreSQL; each
@@ -16,6 +19,21 @@ export default defineConfig({
           // in parallel, but this machine has two cores: keep the fan-out small.
           maxWorkers: 2,
           fileParallelism: true,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // Tests of stall timeouts between processes: a hung node must be told from a slow one by
+          // which timer fires first, so they run alone, not beside other files competing for the
+          // two cores. Run after the main project by npm test.
+          name: "isolated",
+          globalSetup: ["test/support/global-setup.ts"],
+          include: isolated,
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+          maxWorkers: 1,
         },
       },
       {

@@ -102,7 +102,11 @@ describe("BlockPool storage: a hung data node", () => {
       const hung = victim!.datanodeUuid;
       // One pipeline per block, plus exactly one after the hang, asked for without just the hung node.
       const pipelines = rpc.pipelines.slice(before);
-      expect(pipelines).toHaveLength(4);
+      const seen = pipelines.map((pipeline) => ({
+        excluded: pipeline.excluded,
+        nodes: pipeline.located.locations.map((node) => node.datanodeUuid),
+      }));
+      expect(pipelines, `hung ${hung}; pipelines ${JSON.stringify(seen)}`).toHaveLength(4);
       expect(pipelines[2]!.excluded).toEqual([hung]);
       for (const later of pipelines.slice(2)) {
         expect(later.located.locations.map((node) => node.datanodeUuid)).not.toContain(hung);
