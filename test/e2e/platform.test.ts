@@ -425,6 +425,22 @@ describe("the BlockPool lake", () => {
         { timeoutMs: 240_000, intervalMs: 1000 },
       );
       expect(after.activeNameNode).toBe(before.standbyNameNode);
+      // The pool's Service sends clients to the ready (active) name node: the new active joins it
+      // once its readiness probe passes, a few seconds after it took over.
+      await waitFor(
+        `${after.activeNameNode} serving behind the Service lake`,
+        async () => {
+          const slices = await kubectlJson<{
+            items: { endpoints?: { conditions?: { ready?: boolean }; targetRef?: { name?: string } }[] }[];
+          }>(["get", "endpointslices", "-n", namespace, "-l", "kubernetes.io/service-name=lake"]);
+          return slices.items.some((slice) =>
+            (slice.endpoints ?? []).some(
+              (endpoint) => endpoint.targetRef?.name === after.activeNameNode && endpoint.conditions?.ready,
+            ),
+          );
+        },
+        { timeoutMs: 120_000, intervalMs: 500 },
+      );
       expect((await readBack()).equals(content())).toBe(true);
     },
   );
