@@ -79,23 +79,27 @@ export async function reportProblems<T extends KubeObject>(
   problems: SpecProblem[],
   fields: Record<string, unknown> = {},
 ): Promise<void> {
+  await writeHealth(context, resource, problemHealth(problems), fields);
+  const message = problems.map((problem) => problem.message).join("; ");
+  await context.event(resource, "Warning", problems[0]!.reason, message);
+}
+
+/**
+ * The health of a resource whose problems (the first one's reason, every message) keep it from
+ * running; `fixing` names what Progressing waits for.
+ */
+export function problemHealth(problems: SpecProblem[], fixing = "the spec"): Health {
   const first = problems[0]!;
   const message = problems.map((problem) => problem.message).join("; ");
-  await writeHealth(
-    context,
-    resource,
-    {
-      ready: { status: ConditionStatus.False, reason: first.reason, message },
-      progressing: {
-        status: ConditionStatus.False,
-        reason: first.reason,
-        message: "waiting for the spec to be fixed",
-      },
-      degraded: { status: ConditionStatus.True, reason: first.reason, message },
+  return {
+    ready: { status: ConditionStatus.False, reason: first.reason, message },
+    progressing: {
+      status: ConditionStatus.False,
+      reason: first.reason,
+      message: `waiting for ${fixing} to be fixed`,
     },
-    fields,
-  );
-  await context.event(resource, "Warning", first.reason, message);
+    degraded: { status: ConditionStatus.True, reason: first.reason, message },
+  };
 }
 
 /**

@@ -6,7 +6,7 @@
 import { ConditionStatus, Reason } from "../../api/conditions.js";
 import type { Health } from "../../operator/conditions.js";
 import type { KubeObject } from "../../operator/kube.js";
-import type { SpecProblem } from "../common.js";
+import { problemHealth, type SpecProblem } from "../common.js";
 import { type PodProblem, withPodProblem } from "../podHealth.js";
 
 interface DeploymentStatus {
@@ -57,22 +57,8 @@ export function topicHealth(
   stopped: boolean,
   pods?: PodProblem,
 ): Health {
-  if (problems.length > 0) return problemHealth(problems);
+  if (problems.length > 0) return problemHealth(problems, "the spec or the Kafka topic");
   return withPodProblem(workloadHealth(roles, stopped), pods);
-}
-
-function problemHealth(problems: SpecProblem[]): Health {
-  const first = problems[0]!;
-  const message = problems.map((problem) => problem.message).join("; ");
-  return {
-    ready: { status: ConditionStatus.False, reason: first.reason, message },
-    progressing: {
-      status: ConditionStatus.False,
-      reason: first.reason,
-      message: "waiting for the spec or the Kafka topic to be fixed",
-    },
-    degraded: { status: ConditionStatus.True, reason: first.reason, message },
-  };
 }
 
 /** Ready once every Deployment has its desired pods available on the current template. */
