@@ -42,6 +42,7 @@ export default defineConfig({
           // helm install on a real node (test/e2e/cluster.ts says which): pods of the project's
           // image run the data plane. One file at a time; it runs after the main project in npm test.
           name: "e2e",
+          globalSetup: ["test/e2e/global-setup.ts"],
           include: ["test/e2e/**/*.test.ts"],
           testTimeout: 600_000,
           hookTimeout: 600_000,

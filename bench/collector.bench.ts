@@ -10,29 +10,42 @@
  *   Latency is ingest-to-ack per request: request written to response read.
  * - "one send per client batch": a raw producer called once per client batch, as a service that
  *   produces inside each request would, for comparison.
+ * - single events: beside the collector, a plain Node HTTP server that answers every POST with a
+ *   fixed 200 (no Kafka at all), driven by the same client process: the ceiling of Node's HTTP
+ *   server on this machine, and the single-event scenario's reference.
  * Reference and collector rounds are interleaved and the medians printed, because the machine is
  * shared; CPU µs/event is this process's CPU time (collector or raw producer) per event.
- * Then Avro encoding (avsc, one cached Type) beside JSON.stringify on the same rows.
+ * Then Avro encoding (avsc, one cached Type; the collector's hand-written encoder from the validated
+ * input) beside JSON.stringify on the same rows, and a Produce request of 1,000 of them written by
+ * kafkajs's encoder (what the raw producer's sends cost) and by the collector's (recordBatch.ts).
  *
  *   npx tsx -e 'import("./bench/collector.bench.ts").then(m => m.run())'
  *
  * Brokers: TRIBUTARY_BENCH_KAFKA_BROKERS, else the test environment's (scripts/testenv up kafka).
- * BENCH_SCENARIO=<index> runs one scenario only.
+ * BENCH_SCENARIO=<index> runs one scenario only; BENCH_IN_FLIGHT=<n> sets the collector's
+ * maxInFlightBatches, BENCH_LINGER_MS=<ms> its lingerMs.
  */
 
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import kafkajs from "kafkajs";
 import { pino } from "pino";
 import { encodeWith } from "../src/dataplane/avro/registry.js";
 import { collectorConfigSchema } from "../src/dataplane/clickstream/config.js";
+import { encodeClickEvent } from "../src/dataplane/clickstream/encode.js";
 import { startCollector } from "../src/dataplane/clickstream/main.js";
 import type { CollectorMetrics } from "../src/dataplane/clickstream/metrics.js";
+import { PreparedMessage, type ProduceRequestArgs } from "../src/dataplane/clickstream/recordBatch.js";
 import {
   type ClickEvent,
+  checkEvent,
   clickEventType,
   EVENT_TYPES,
   validateEvent,
@@ -42,7 +55,7 @@ import { testEnv } from "../test/support/env.js";
 const { Kafka, Partitioners, logLevel } = kafkajs;
 
 const SESSIONS = 2_000;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const ROWS = 20_000;
 
 interface Scenario {
@@ -235,6 +248,57 @@ function medianFigure(figures: Measured[]): Measured {
   };
 }
 
+/**
+ * CPU µs per record of a Produce request body of 1,000 encoded rows over 6 partitions, as a send
+ * of the collector or the raw producer makes it: kafkajs's encoder for plain messages, the
+ * collector's own for PreparedMessages, through the one kafkajs request definition both take.
+ */
+async function produceRequestFigures(
+  encoded: { key: string; value: Buffer }[],
+): Promise<{ kafkajs: number; collector: number; bytes: number }> {
+  const require = createRequire(import.meta.url);
+  const { requests } = require("kafkajs/src/protocol/requests/index.js");
+  const Long = require("kafkajs/src/utils/long.js");
+  const produce = requests.Produce.protocol({ version: 7 });
+  const args = (prepared: boolean): ProduceRequestArgs => ({
+    acks: -1,
+    timeout: 30_000,
+    producerId: Long.fromValue(1),
+    producerEpoch: 0,
+    compression: 0,
+    topicData: [
+      {
+        topic: "bench-clicks",
+        partitions: Array.from({ length: 6 }, (_, partition) => ({
+          partition,
+          firstSequence: 0,
+          messages: encoded
+            .slice(0, 1000)
+            .filter((_, i) => i % 6 === partition)
+            .map((m) => (prepared ? new PreparedMessage(m.key, m.value, partition) : { ...m })),
+        })),
+      },
+    ],
+  });
+  const perRecord = async (prepared: boolean) => {
+    const request = args(prepared);
+    const rounds: number[] = [];
+    let bytes = 0;
+    for (let round = -1; round < 5; round++) {
+      const cpu = process.cpuUsage();
+      for (let k = 0; k < 20; k++) bytes = (await produce(request).request.encode()).offset;
+      const used = process.cpuUsage(cpu);
+      if (round >= 0) rounds.push((used.user + used.system) / 20 / 1000);
+    }
+    return { micros: median(rounds), bytes };
+  };
+  const kafkajsFigure = await perRecord(false);
+  const collectorFigure = await perRecord(true);
+  if (kafkajsFigure.bytes !== collectorFigure.bytes)
+    throw new Error("the two Produce requests differ in size");
+  return { kafkajs: kafkajsFigure.micros, collector: collectorFigure.micros, bytes: collectorFigure.bytes };
+}
+
 /** Median records/s of `encode` over the rows, and the bytes each record took. */
 function encodeFigure(
   rows: ClickEvent[],
@@ -286,6 +350,8 @@ export async function run(): Promise<void> {
       host: "127.0.0.1",
       port: 0,
       collectorId: "bench-collector",
+      ...(process.env.BENCH_IN_FLIGHT ? { maxInFlightBatches: process.env.BENCH_IN_FLIGHT } : {}),
+      ...(process.env.BENCH_LINGER_MS ? { lingerMs: process.env.BENCH_LINGER_MS } : {}),
     }),
     logger,
   );
@@ -328,6 +394,16 @@ export async function run(): Promise<void> {
       `${name.padEnd(44)}${fmt(f.eventsPerSecond).padStart(12)}${fmt(f.p50, 2).padStart(10)}${fmt(f.p99, 2).padStart(10)}${fmt(f.cpuMicrosPerEvent, 1).padStart(14)}  ${ratio}`,
     );
   const dir = mkdtempSync(join(tmpdir(), "tributary-bench-collector-"));
+  const plainServer = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": 2 });
+      res.end("{}");
+    });
+  });
+  plainServer.listen(0, "127.0.0.1");
+  await once(plainServer, "listening");
+  const plainPort = (plainServer.address() as AddressInfo).port;
   try {
     for (const [index, scenario] of SCENARIOS.entries()) {
       if (process.env.BENCH_SCENARIO && process.env.BENCH_SCENARIO !== String(index)) continue;
@@ -348,10 +424,14 @@ export async function run(): Promise<void> {
       await collectorBatches(collector.metrics);
       const references: Measured[] = [];
       const collectors: Measured[] = [];
+      const plains: Measured[] = [];
+      const single = scenario.batch === 1;
+      if (single) await driveHttp(scenario, plainPort, warmFile, Math.min(200, bodies.length));
       let refused = 0;
       // Interleaved rounds: the machine is shared, so both sides see the same neighbours.
       for (let round = 0; round < ROUNDS; round++) {
         references.push(await driveRaw(reference, async (i) => void (await sendRaw(referenceMessages[i]!))));
+        if (single) plains.push(await driveHttp(scenario, plainPort, bodiesFile, bodies.length));
         const http = await driveHttp(scenario, collector.port, bodiesFile, bodies.length);
         refused += http.refused;
         collectors.push(http);
@@ -373,12 +453,20 @@ export async function run(): Promise<void> {
         http,
         `${fmt(http.eventsPerSecond / ref.eventsPerSecond, 2)} of reference${refused ? ` (${refused} requests not 200)` : ""}`,
       );
+      if (single) {
+        const plain = medianFigure(plains);
+        line("plain Node HTTP server, fixed 200", plain);
+        console.log(
+          `   collector: ${fmt(http.eventsPerSecond / plain.eventsPerSecond, 2)} of the plain server's requests/s`,
+        );
+      }
       console.log(
         `   collector's Kafka sends: ${fmt(batches.events)} events each on average, ${fmt(batches.ms, 1)} ms each (reference: 1,000 events, ${fmt(ref.p50, 1)} ms p50)`,
       );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    plainServer.close();
     await producer.disconnect();
     await collector.close();
     await admin.deleteTopics({ topics: [topic, `${topic}.dlq`, `${topic}-schemas`] }).catch(() => undefined);
@@ -388,13 +476,41 @@ export async function run(): Promise<void> {
   const avro = encodeFigure(rows, (row) => clickEventType.toBuffer(row).length);
   const framed = encodeFigure(rows, (row) => encodeWith(1, clickEventType, row).length);
   const json = encodeFigure(rows, (row) => Buffer.byteLength(JSON.stringify(row)));
+  // The collector's own path: the validated input straight into the wire format (encode.ts).
+  const context = {
+    receivedAt: Date.now(),
+    collectorId: "bench-collector",
+    clientIp: "127.0.0.1",
+    sessionId: "unused-session",
+  };
+  const checked = input.map((raw) => {
+    const result = checkEvent(raw, context);
+    if (!result.ok) throw new Error("bench event refused");
+    return result;
+  });
+  let next = 0;
+  const hand = encodeFigure(rows, () => {
+    const { input: valid, eventId } = checked[next++ % checked.length]!;
+    return encodeClickEvent(1, valid, eventId, context).length;
+  });
   console.log(`\nencode ${fmt(ROWS)} clickstream rows (median of 5 rounds)`);
   console.log(`${"encoder".padEnd(40)}${"records/s".padStart(12)}${"bytes/record".padStart(14)}`);
   for (const [name, f] of [
     ["avsc toBuffer (cached Type)", avro],
     ["avsc wire format (scratch buffer)", framed],
+    ["collector's encoder (from the input)", hand],
     ["JSON.stringify", json],
   ] as const) {
     console.log(`${name.padEnd(40)}${fmt(f.perSecond).padStart(12)}${fmt(f.bytes, 1).padStart(14)}`);
   }
+  const request = await produceRequestFigures(encoded);
+  console.log(
+    `\nProduce request of 1,000 encoded rows, 6 partitions (${fmt(request.bytes)} bytes), CPU µs per record, median of 5 rounds`,
+  );
+  console.log(
+    `${"kafkajs's encoder (the raw producer's sends)".padEnd(48)}${fmt(request.kafkajs, 2).padStart(8)}`,
+  );
+  console.log(
+    `${"the collector's (recordBatch.ts)".padEnd(48)}${fmt(request.collector, 2).padStart(8)}  ${fmt(request.collector / request.kafkajs, 2)} of kafkajs's`,
+  );
 }

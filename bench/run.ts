@@ -26,3 +26,14 @@ for (const file of files) {
   if (typeof module.run !== "function") throw new Error(`${file} does not export run()`);
   await module.run();
 }
+
+// A benchmark that left a connection or timer open would keep `npm run bench` from ending after
+// its last table: say what was left, then end. Connections still closing get a second to finish.
+const open = () =>
+  process.getActiveResourcesInfo().filter((kind) => kind !== "TTYWrap" && kind !== "PipeWrap");
+for (let waited = 0; open().length > 0 && waited < 1_000; waited += 50) {
+  await new Promise((resolve) => setTimeout(resolve, 50).unref());
+}
+const left = open();
+if (left.length > 0) console.error(`\n(left open after the benchmarks: ${left.join(", ")})`);
+process.exit(0);

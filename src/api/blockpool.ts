@@ -18,6 +18,31 @@ import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 export const erasureCodingPolicies = ["RS-6-3", "RS-3-2", "RS-10-4", "XOR-2-1"] as const;
 export type ErasureCodingPolicyName = (typeof erasureCodingPolicies)[number];
 
+/** A Kubernetes label selector (metav1.LabelSelector). */
+const labelSelectorSchema = z
+  .object({
+    matchLabels: z
+      .record(z.string().min(1).max(317), z.string().max(63))
+      .optional()
+      .describe("Labels a selected object carries, all of them."),
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: z.string().min(1).max(317).describe("The label's key."),
+            operator: z
+              .enum(["In", "NotIn", "Exists", "DoesNotExist"])
+              .describe("How the values are matched."),
+            values: z.array(z.string().max(63)).max(64).optional().describe("Values for In and NotIn."),
+          })
+          .describe("One requirement: the label's key, an operator and, for In and NotIn, values."),
+      )
+      .max(16)
+      .optional()
+      .describe("Requirements on labels, all of them."),
+  })
+  .describe("A label selector.");
+
 export const blockPoolSpecSchema = z
   .object({
     nameNodes: z
@@ -163,6 +188,35 @@ export const blockPoolSpecSchema = z
       .describe(
         "Owner and mode checks. The root directory starts world-writable and sticky (like /tmp): anyone creates top-level directories, only their owners remove them.",
       ),
+    networkPolicy: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            "Create a NetworkPolicy admitting to the pool's pods only the pool's own pods, the operator's pods and pods labelled tributary.dev/blockpool-client=<pool name> in the pool's namespace (plus allowFrom). Needs a network plugin that enforces NetworkPolicy.",
+          ),
+        allowFrom: z
+          .array(
+            z
+              .object({
+                namespaceSelector: labelSelectorSchema
+                  .optional()
+                  .describe("Namespaces whose pods may connect; omitted: the pool's namespace only."),
+                podSelector: labelSelectorSchema
+                  .optional()
+                  .describe("Pods that may connect, within the selected namespaces; omitted: all of them."),
+              })
+              .describe("A NetworkPolicy peer, as in networking.k8s.io/v1 NetworkPolicyPeer."),
+          )
+          .max(32)
+          .default([])
+          .describe(
+            "More clients allowed to reach the name and data nodes (e.g. Spark in another namespace).",
+          ),
+      })
+      .prefault({})
+      .describe("Who may connect to the pool's name nodes and data nodes."),
     webHdfs: z
       .object({
         port: z

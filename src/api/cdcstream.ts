@@ -23,6 +23,8 @@ import { defineResource, type ResourceOf, readyColumn } from "./resource.js";
 /** `schema.table`, or `schema.*` for every table of a schema; unquoted PostgreSQL identifiers. */
 const tableName = /^[A-Za-z_][A-Za-z0-9_$]*\.([A-Za-z_][A-Za-z0-9_$]*|\*)$/;
 /** PostgreSQL replication slot and publication names: lower case, digits, underscore. */
+/** `schema.table`: an ad hoc snapshot names tables, not schemas. */
+const concreteTableName = /^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$/;
 const slotName = /^[a-z0-9_]{1,63}$/;
 const lsn = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/;
 
@@ -168,6 +170,31 @@ export const cdcStreamSpecSchema = z
           .max(1000000)
           .default(10240)
           .describe("Rows fetched per round trip while reading a table."),
+        requests: z
+          .array(
+            z
+              .object({
+                id: z
+                  .string()
+                  .min(1)
+                  .max(63)
+                  .regex(/^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/)
+                  .describe(
+                    "Identifies the request; the connector runs each id once (Debezium's execute-snapshot signal id).",
+                  ),
+                tables: z
+                  .array(z.string().max(127).regex(concreteTableName))
+                  .min(1)
+                  .max(512)
+                  .describe("Tables to read again, as schema.table; each must be captured."),
+              })
+              .describe("An ad hoc snapshot of some tables, read while streaming continues."),
+          )
+          .max(64)
+          .optional()
+          .describe(
+            "Ad hoc incremental snapshots (Debezium's incremental snapshots, without locking tables): each new id is sent to the connector once; status.snapshotRequests shows how each went. Remove old entries when done.",
+          ),
       })
       .prefault({})
       .describe("Full reads of the captured tables, taken at a consistent point of the slot."),
@@ -225,7 +252,78 @@ export const cdcStreamStatusSchema = z
       .min(0)
       .optional()
       .describe("WAL bytes between the server's current LSN and confirmedFlushLsn."),
+    lagSeconds: z
+      .number()
+      .min(0)
+      .optional()
+      .describe(
+        "Seconds between the newest change committed in the source and the last one acknowledged by Kafka.",
+      ),
+    eventsPerSecond: z.number().min(0).optional().describe("Change events produced per second, lately."),
+    lastEventTime: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe("Commit time of the last change event produced."),
+    connectorState: z
+      .string()
+      .optional()
+      .describe("What the connector reports doing: starting, snapshotting, streaming, stopped or failed."),
     tables: z.array(z.string()).optional().describe("Tables being captured, as schema.table."),
+    tablesWithoutFullIdentity: z
+      .array(z.string())
+      .optional()
+      .describe(
+        "Captured tables without REPLICA IDENTITY FULL: their updates and deletes carry only the old primary key, no whole 'before' image.",
+      ),
+    snapshotProgress: z
+      .object({
+        tablesDone: z.number().int().min(0).optional().describe("Tables read completely."),
+        tablesTotal: z.number().int().min(0).optional().describe("Tables the snapshot reads."),
+        rowsRead: z.number().int().min(0).optional().describe("Rows read so far."),
+        completedAt: z.iso
+          .datetime({ offset: true })
+          .optional()
+          .describe("When the snapshot completed; absent while it runs."),
+      })
+      .optional()
+      .describe("Progress of the connector's initial snapshot into the change topics."),
+    snapshotRequests: z
+      .array(
+        z
+          .object({
+            id: z.string().describe("The request's id in spec.snapshot.requests."),
+            state: z
+              .enum(["Pending", "Running", "Completed", "Failed"])
+              .describe("Pending (not started or not yet accepted), Running, Completed or Failed."),
+            rows: z.number().int().min(0).optional().describe("Rows read by the request."),
+            message: z.string().optional().describe("Why it failed or waits."),
+          })
+          .describe("One ad hoc snapshot request as the connector reports it."),
+      )
+      .max(64)
+      .optional()
+      .describe("Each spec.snapshot.requests entry as the connector reports it."),
+    snapshots: z
+      .array(
+        z
+          .object({
+            time: z.iso.datetime({ offset: true }).describe("Scheduled time of the snapshot."),
+            job: z.string().describe("The Job that took it."),
+            result: z.enum(["Running", "Succeeded", "Failed"]).describe("Running, Succeeded or Failed."),
+            rows: z.number().int().min(0).optional().describe("Rows written, over every table."),
+            manifest: z.string().optional().describe("Path of its _manifest.json, written last."),
+            lsn: z.string().optional().describe("WAL position of the snapshot's consistent point."),
+            message: z.string().optional().describe("Why it failed: the Job's last words."),
+          })
+          .describe("One scheduled snapshot to files."),
+      )
+      .max(10)
+      .optional()
+      .describe("The most recent scheduled snapshots to files, newest first (at most 10)."),
+    lastScheduleTime: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .describe("Scheduled time of the last snapshot Job created."),
     lastSnapshotTime: z.iso
       .datetime({ offset: true })
       .optional()
@@ -248,6 +346,12 @@ export const cdcStreamDefinition = defineResource({
   status: cdcStreamStatusSchema,
   printerColumns: [
     readyColumn("Whether the connector is streaming."),
+    {
+      name: "State",
+      type: "string",
+      jsonPath: ".status.connectorState",
+      description: "What the connector does: starting, snapshotting, streaming, stopped or failed.",
+    },
     {
       name: "Database",
       type: "string",
@@ -312,6 +416,11 @@ export const cdcStreamDefinition = defineResource({
       path: "spec.snapshot.files",
       rule: exactlyOneFileTargetRule,
       message: "spec.snapshot.files needs exactly one of blockPool or volume",
+    },
+    {
+      path: "spec.snapshot.requests",
+      rule: "self.all(r, self.exists_one(s, s.id == r.id))",
+      message: "spec.snapshot.requests: each id must be unique",
     },
     {
       path: "spec.snapshot",

@@ -36,8 +36,6 @@ export const Reason = {
   InvalidSpec: "InvalidSpec",
   ReconcileFailed: "ReconcileFailed",
   ReconciliationPaused: "ReconciliationPaused",
-  /** The spec is valid, but this version of Tributary runs nothing for the kind yet. */
-  DataPlaneNotAvailable: "DataPlaneNotAvailable",
   Stopped: "Stopped",
   Deleting: "Deleting",
   CleanupFailed: "CleanupFailed",

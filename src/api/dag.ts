@@ -9,6 +9,7 @@ import {
   cronOrPresetSchema,
   deletionPolicySchema,
   dns1123Label,
+  resourceRequirementsSchema,
   roleFields,
   secretKeyRefSchema,
 } from "./common.js";
@@ -22,6 +23,7 @@ export const triggerRules = [
   "one_success",
   "one_failed",
   "none_failed",
+  "none_failed_min_one_success",
   "none_skipped",
   "always",
 ] as const;
@@ -29,6 +31,22 @@ export type TriggerRule = (typeof triggerRules)[number];
 
 export const runStates = ["queued", "running", "success", "failed"] as const;
 export type RunState = (typeof runStates)[number];
+
+/** Airflow's task-instance states; the last four are final. */
+export const taskStates = [
+  "none",
+  "scheduled",
+  "queued",
+  "running",
+  "up_for_retry",
+  "success",
+  "failed",
+  "skipped",
+  "upstream_failed",
+] as const;
+export type TaskState = (typeof taskStates)[number];
+
+export const queueBackends = ["redis", "rabbitmq"] as const;
 
 const taskId = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const queueName = /^[A-Za-z0-9_.-]+$/;
@@ -44,6 +62,133 @@ const executionTimeoutSeconds = (where: string) =>
     .min(1)
     .max(604800)
     .describe(`Seconds a try may run before it is killed and counts as failed${where}.`);
+
+const maxRetryDelaySeconds = (where: string) =>
+  z
+    .number()
+    .int()
+    .min(1)
+    .max(604800)
+    .describe(`Upper bound of the retry delay when it grows exponentially${where}.`);
+
+export const httpActionSchema = z
+  .object({
+    method: z
+      .enum(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+      .default("GET")
+      .describe("HTTP method; default GET."),
+    url: z
+      .string()
+      .max(2048)
+      .regex(/^https?:\/\/\S+$/)
+      .describe("http:// or https:// URL; {{ logicalDate }} and {{ runId }} are replaced."),
+    headers: z.record(z.string(), z.string().max(8192)).optional().describe("Request headers."),
+    body: z
+      .string()
+      .max(65536)
+      .optional()
+      .describe("Request body; {{ logicalDate }} and {{ runId }} are replaced."),
+    expectedStatus: z
+      .array(z.number().int().min(100).max(599))
+      .max(32)
+      .optional()
+      .describe("Status codes that count as success; any 2xx when omitted."),
+  })
+  .describe("An HTTP call; its response body (up to the result limit) is the task's result.");
+
+export const platformActionSchema = z
+  .object({
+    waitForFile: z
+      .object({
+        blockPool: z
+          .string()
+          .min(1)
+          .max(63)
+          .regex(dns1123Label)
+          .describe("Name of a BlockPool in the Dag's namespace."),
+        path: z
+          .string()
+          .min(1)
+          .max(4096)
+          .regex(/^\/[^\n]*$/)
+          .describe(
+            "Absolute path of the file or directory to wait for; {{ ds }} (YYYY-MM-DD of the logical date) is replaced.",
+          ),
+        pollSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(3600)
+          .default(30)
+          .describe("Seconds between looks; default 30."),
+      })
+      .optional()
+      .describe("Succeed once a path exists in a BlockPool (a sensor, through WebHDFS GETFILESTATUS)."),
+    cdcSnapshot: z
+      .object({
+        cdcStream: z
+          .string()
+          .min(1)
+          .max(63)
+          .regex(dns1123Label)
+          .describe("Name of a CDCStream in the Dag's namespace."),
+        tables: z
+          .array(
+            z
+              .string()
+              .max(256)
+              .regex(/^[^.\s]+\.[^.\s]+$/, { error: "each table must be schema.table" }),
+          )
+          .max(1000)
+          .optional()
+          .describe("schema.table names to snapshot; default every table the stream captures."),
+      })
+      .optional()
+      .describe(
+        "Ask a CDCStream's connector for an ad hoc snapshot (as spec.snapshot.requests does) and wait until it reports it Completed; the task fails if the snapshot fails. The result is the snapshot's id and rows.",
+      ),
+    yarnApplication: z
+      .object({
+        queue: z
+          .string()
+          .min(1)
+          .max(63)
+          .regex(dns1123Label)
+          .describe("Name of a leaf YarnQueue in the Dag's namespace."),
+        command: z
+          .array(z.string().max(4096))
+          .min(1)
+          .max(64)
+          .describe("Command each container runs (the shipped shell application master starts them)."),
+        containers: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(1)
+          .describe("Containers that run the command; default 1."),
+        containerMemoryMb: z
+          .number()
+          .int()
+          .min(1)
+          .max(1048576)
+          .default(512)
+          .describe("Memory of each container in MB; default 512."),
+        user: z
+          .string()
+          .min(1)
+          .max(256)
+          .optional()
+          .describe(
+            "User the application is submitted as (queue ACLs and user limits); default the Dag's name.",
+          ),
+      })
+      .optional()
+      .describe(
+        "Submit an application to a YarnQueue's resource manager and wait for it to finish; the task succeeds when it ends SUCCEEDED and kills it when the task ends first (timeout, clear, mark).",
+      ),
+  })
+  .describe("A built-in operation of the platform: exactly one of its fields.");
 
 export const envVarSchema = z
   .object({
@@ -84,8 +229,21 @@ export const taskSchema = z
       .max(512)
       .optional()
       .describe(
-        "Run the task in a pod of this image instead of in the worker; the worker waits for the pod.",
+        "Run the task in a Kubernetes Job of this image instead of in the worker; the worker creates the Job, follows it and collects its log.",
       ),
+    runAs: z
+      .enum(["worker", "job"])
+      .optional()
+      .describe(
+        "Where the command runs: worker (a process in the worker pod) or job (a Kubernetes Job the worker creates and watches; the worker's image when image is omitted). Default: job when image is set, worker otherwise.",
+      ),
+    resources: resourceRequirementsSchema
+      .optional()
+      .describe("Compute resources of the Job's container (runAs: job)."),
+    http: httpActionSchema.optional().describe("Call an HTTP endpoint instead of running a command."),
+    platform: platformActionSchema
+      .optional()
+      .describe("Run a built-in operation of the platform instead of a command."),
     env: z
       .array(envVarSchema)
       .max(64)
@@ -109,6 +267,13 @@ export const taskSchema = z
       ),
     retries: retries("; defaultArgs.retries when omitted").optional(),
     retryDelaySeconds: retryDelaySeconds("; defaultArgs.retryDelaySeconds when omitted").optional(),
+    retryExponentialBackoff: z
+      .boolean()
+      .optional()
+      .describe(
+        "Double the retry delay after each failed try; defaultArgs.retryExponentialBackoff when omitted.",
+      ),
+    maxRetryDelaySeconds: maxRetryDelaySeconds("; defaultArgs.maxRetryDelaySeconds when omitted").optional(),
     executionTimeoutSeconds: executionTimeoutSeconds(
       "; defaultArgs.executionTimeoutSeconds when omitted",
     ).optional(),
@@ -194,6 +359,7 @@ export const dagSpecSchema = z
           .boolean()
           .default(false)
           .describe("Double the retry delay after each failed try."),
+        maxRetryDelaySeconds: maxRetryDelaySeconds(" (tasks may override); 24 hours when omitted").optional(),
         executionTimeoutSeconds: executionTimeoutSeconds(
           " (tasks may override); no limit when omitted",
         ).optional(),
@@ -236,7 +402,34 @@ export const dagSpecSchema = z
           .describe("Prefix of every Redis key of this Dag; 'tributary:<namespace>:<name>:' when omitted."),
       })
       .optional()
-      .describe("Redis holding the task queues and run state; the operator's default Redis when omitted."),
+      .describe(
+        "Redis holding the run and task state, logs and results (and the queues when queueBackend is redis); the operator's default Redis (--dag-redis-url) when omitted.",
+      ),
+    queueBackend: z
+      .enum(queueBackends)
+      .default("redis")
+      .describe(
+        "What carries ready tasks to the workers: redis (BullMQ queues in spec.redis) or rabbitmq (durable queues in spec.rabbitmq). State stays in Redis either way. Default redis.",
+      ),
+    rabbitmq: z
+      .object({
+        url: z
+          .string()
+          .max(2048)
+          .regex(/^amqps?:\/\/\S+$/)
+          .describe("amqp:// or amqps:// URL of the RabbitMQ broker, without the password."),
+        passwordSecret: secretKeyRefSchema
+          .optional()
+          .describe("Secret key holding the password of the URL's user."),
+      })
+      .optional()
+      .describe("RabbitMQ carrying the task queues when queueBackend is rabbitmq."),
+    params: z
+      .record(z.string(), z.string().max(4096))
+      .optional()
+      .describe(
+        "Default parameters of every run; a manual trigger may override them. Tasks read them as JSON in TRIBUTARY_PARAMS.",
+      ),
     scheduler: z
       .object(
         roleFields({
@@ -261,6 +454,31 @@ export const dagSpecSchema = z
           .max(16)
           .default(["default"])
           .describe("Queues the workers consume; default [default]."),
+        heartbeatSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(300)
+          .default(5)
+          .describe(
+            "How often a worker reports each running task; a task not reported for three periods counts as lost and is retried. Default 5.",
+          ),
+        maxResultBytes: z
+          .number()
+          .int()
+          .min(0)
+          .max(1048576)
+          .default(65536)
+          .describe(
+            "Largest result a task may pass downstream (the file TRIBUTARY_RESULT_FILE, an HTTP response); a larger one fails the task. Default 64 KiB.",
+          ),
+        logLinesPerTry: z
+          .number()
+          .int()
+          .min(100)
+          .max(10000000)
+          .default(100000)
+          .describe("Log lines kept per task try in Redis (the oldest are trimmed). Default 100,000."),
       })
       .prefault({})
       .describe("The worker pods: take tasks from the Redis queues and run them."),
@@ -288,6 +506,34 @@ export const dagStatusSchema = z
       .describe("Logical date (start of the data interval) of the latest scheduled run."),
     nextRunTime: z.iso.datetime({ offset: true }).optional().describe("When the next scheduled run starts."),
     activeRuns: z.number().int().min(0).optional().describe("Runs queued or running."),
+    runs: z
+      .object({
+        queued: z.number().int().min(0).describe("Runs waiting for maxActiveRuns."),
+        running: z.number().int().min(0).describe("Runs running."),
+        success: z.number().int().min(0).describe("Runs that succeeded."),
+        failed: z.number().int().min(0).describe("Runs that failed."),
+      })
+      .optional()
+      .describe("Runs kept in the scheduler's state, by state."),
+    failingTasks: z
+      .array(
+        z
+          .object({
+            runId: z.string().describe("Run of the task."),
+            taskId: z.string().describe("The task."),
+            state: z.enum(taskStates).describe("failed or up_for_retry."),
+            try: z.number().int().min(0).describe("Try that failed."),
+            error: z.string().max(1024).describe("Its last error, cut to 1 KiB."),
+          })
+          .describe("A task whose last try failed."),
+      )
+      .max(10)
+      .optional()
+      .describe("Up to ten tasks of recent runs whose last try failed, newest first, with their last error."),
+    scheduler: z
+      .string()
+      .optional()
+      .describe("Identity and epoch of the scheduler that holds the Dag, e.g. dag-scheduler-7f9c (epoch 3)."),
     tasks: z.number().int().min(0).optional().describe("Number of tasks in the Dag."),
   })
   .describe("Observed state of the Dag.");
@@ -344,8 +590,30 @@ export const dagDefinition = defineResource({
     },
     {
       path: "spec.tasks[]",
-      rule: "has(self.command) || has(self.image)",
-      message: "spec.tasks[] needs a command, an image, or both",
+      rule: "has(self.command) || has(self.image) || has(self.http) || has(self.platform)",
+      message: "spec.tasks[] needs a command, an image, or both (or an http or platform action)",
+    },
+    {
+      path: "spec.tasks[]",
+      rule: "(has(self.command) || has(self.image) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.platform) ? 1 : 0) <= 1",
+      message: "spec.tasks[] takes one action: a command (with its image), http, or platform",
+    },
+    {
+      path: "spec.tasks[]",
+      rule: "!has(self.runAs) || self.runAs != 'job' || has(self.command) || has(self.image)",
+      message: "spec.tasks[].runAs: job needs a command or an image",
+      fieldPath: ".runAs",
+    },
+    {
+      path: "spec.tasks[].platform",
+      rule: "(has(self.waitForFile) ? 1 : 0) + (has(self.cdcSnapshot) ? 1 : 0) + (has(self.yarnApplication) ? 1 : 0) == 1",
+      message: "spec.tasks[].platform needs exactly one of waitForFile, cdcSnapshot, yarnApplication",
+    },
+    {
+      path: "spec",
+      rule: "self.queueBackend != 'rabbitmq' || has(self.rabbitmq)",
+      message: "spec.rabbitmq is required when spec.queueBackend is rabbitmq",
+      fieldPath: ".rabbitmq",
     },
     {
       path: "spec",

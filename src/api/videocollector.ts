@@ -71,7 +71,13 @@ export const videoCollectorSpecSchema = z
           .max(120)
           .default(1)
           .describe(
-            "Frames sampled per second of video and source; default 1. Fractions allowed (0.2 = one every 5 s).",
+            "Frames sampled per second of video and source; default 1. Fractions allowed (0.2 = one every 5 s). Ignored with keyFramesOnly.",
+          ),
+        keyFramesOnly: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Publish only the stream's key frames (I-frames), decoding nothing else: the cheapest sampling, at the camera's GOP rate.",
           ),
         width: z
           .number()
@@ -114,6 +120,22 @@ export const videoCollectorSpecSchema = z
           .max(249)
           .regex(kafkaTopicName)
           .describe("Kafka topic the frames are published to (one message per frame, key = source name)."),
+        partitions: z
+          .number()
+          .int()
+          .min(1)
+          .max(10000)
+          .default(6)
+          .describe(
+            "Partitions of the topic when the collector creates it; a source's frames all go to one.",
+          ),
+        replicationFactor: z
+          .number()
+          .int()
+          .min(1)
+          .max(10)
+          .default(3)
+          .describe("Replication factor of the topic when the collector creates it."),
       })
       .describe("Where frames are published."),
     maxFrameBytes: z
@@ -123,7 +145,7 @@ export const videoCollectorSpecSchema = z
       .max(104857600)
       .default(1000000)
       .describe(
-        "Largest encoded frame published, in bytes; default 1000000, below Kafka's default message.max.bytes. Larger frames are dropped and counted in status.droppedFrames.",
+        "Largest Kafka message the collector writes, in bytes; default 1000000, below Kafka's default message.max.bytes. A larger frame is split into chunks of this size (headers chunk-index, chunk-count, frame-id) that `tributary video-read` and src/dataplane/video/reader.ts reassemble.",
       ),
     archive: z
       .object({
@@ -134,12 +156,22 @@ export const videoCollectorSpecSchema = z
           .min(1)
           .max(3600)
           .default(60)
-          .describe("Length of each archived segment file in seconds."),
+          .describe("Length of each archived segment file in seconds (cut at the next key frame)."),
+        format: z
+          .enum(["mpegts", "mp4"])
+          .default("mpegts")
+          .describe("Container of the segments: MPEG-TS (survives a cut-off write) or MP4."),
+        codec: z
+          .enum(["copy", "h264"])
+          .default("copy")
+          .describe(
+            "copy keeps the camera's own encoding (H.264 from most cameras, no CPU spent); h264 re-encodes with libx264 (for MJPEG cameras).",
+          ),
         ...fileTargetFields,
       })
       .prefault({})
       .describe(
-        "Archive of the original streams as segment files under '<path>/<source>/'; exactly one of blockPool or volume when enabled.",
+        "Archive of the original streams as segment files under '<path>/<source>/'; exactly one of blockPool or volume when enabled (a BlockPool is written through WebHDFS).",
       ),
     collector: z
       .object({
@@ -151,9 +183,29 @@ export const videoCollectorSpecSchema = z
           .max(65535)
           .default(8080)
           .describe("Port of the collector Service that receives pushed streams and serves health."),
+        queueFrames: z
+          .number()
+          .int()
+          .min(1)
+          .max(10000)
+          .default(30)
+          .describe(
+            "Frames kept per source while Kafka is slow or away; beyond it the oldest unsent frame is dropped and counted, so memory stays bounded.",
+          ),
+        frozenAfterSeconds: z
+          .number()
+          .int()
+          .min(2)
+          .max(3600)
+          .default(15)
+          .describe(
+            "A source that yields no frame for this long is reconnected (at least three sampling periods).",
+          ),
       })
       .prefault({})
-      .describe("The collector pods that run ffmpeg and publish frames."),
+      .describe(
+        "The collector pods (a StatefulSet) that run ffmpeg and publish frames; pulled sources are spread over the replicas by pod ordinal, and move when the replica count changes.",
+      ),
     deletionPolicy: deletionPolicySchema("Retain", "the archived segment files are deleted"),
     clusterOperation: clusterOperationSchema,
   })
@@ -181,6 +233,20 @@ export const videoCollectorStatusSchema = z
           .object({
             name: z.string().describe("Name of the source."),
             live: z.boolean().describe("Whether the source delivered a frame recently."),
+            pod: z.string().optional().describe("The collector pod that takes the source."),
+            framesPublished: z
+              .number()
+              .int()
+              .min(0)
+              .optional()
+              .describe("Frames Kafka acknowledged since that pod started."),
+            framesDropped: z
+              .number()
+              .int()
+              .min(0)
+              .optional()
+              .describe("Frames dropped since that pod started (Kafka behind: the oldest unsent go first)."),
+            framesPerSecond: z.number().min(0).optional().describe("Frames per second measured lately."),
             lastFrameTime: z.iso
               .datetime({ offset: true })
               .optional()

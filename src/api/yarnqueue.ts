@@ -39,8 +39,8 @@ export const yarnClusterSchema = z
           replicas: {
             default: 1,
             min: 1,
-            max: 2,
-            note: "2 runs an active and a standby resource manager elected through a Lease.",
+            max: 1,
+            note: "Always 1: one resource manager keeps the journal; running applications survive its restart, there is no standby yet.",
           },
         }),
       )
@@ -229,6 +229,17 @@ export const yarnQueueStatusSchema = z
       .min(0)
       .optional()
       .describe("Applications accepted and waiting for resources."),
+    pendingContainers: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Containers the queue's applications asked for and have not been given yet."),
+    absoluteUsedCapacity: z
+      .number()
+      .min(0)
+      .optional()
+      .describe("Used resources in percent of the whole cluster."),
     cluster: z
       .object({
         resourceManagerAddress: z.string().optional().describe("In-cluster address of the resource manager."),

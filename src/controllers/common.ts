@@ -134,28 +134,6 @@ export const pausedHealth: Health = {
   degraded: { status: ConditionStatus.False, reason: Reason.ReconciliationPaused, message: "" },
 };
 
-/**
- * The health of a valid resource of a kind whose data plane does not exist yet: not Ready,
- * since nothing runs for it, and not Degraded, since its spec is fine; kstatus, `kubectl wait`
- * and the READY column then say what is true rather than that a pipeline runs.
- */
-export function acceptedHealth(kind: string, paused: boolean): Health {
-  if (paused) return pausedHealth;
-  return {
-    ready: {
-      status: ConditionStatus.False,
-      reason: Reason.DataPlaneNotAvailable,
-      message: `the spec is valid; this version of Tributary does not yet run a data plane for ${kind}, so nothing runs for it`,
-    },
-    progressing: {
-      status: ConditionStatus.False,
-      reason: Reason.DataPlaneNotAvailable,
-      message: `nothing to roll out until Tributary runs a data plane for ${kind}`,
-    },
-    degraded: { status: ConditionStatus.False, reason: Reason.Reconciled, message: "the spec is valid" },
-  };
-}
-
 export function withOwner<T extends KubeObject>(
   child: T,
   owner: KubeObject["metadata"]["ownerReferences"],

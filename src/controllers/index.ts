@@ -3,15 +3,17 @@ import type { Logger } from "../log.js";
 import type { ControllerDefinition } from "../operator/controller.js";
 import type { KubeObject } from "../operator/kube.js";
 import { blockPoolController } from "./blockpool/reconcile.js";
-import { cdcStreamController } from "./cdcstream/reconcile.js";
-import { dagController } from "./dag/reconcile.js";
+import { createCdcStreamController } from "./cdcstream/reconcile.js";
+import { createDagController } from "./dag/reconcile.js";
 import { createTopicController } from "./topic/reconcile.js";
-import { videoCollectorController } from "./videocollector/reconcile.js";
+import { createVideoCollectorController } from "./videocollector/reconcile.js";
 import { yarnQueueController } from "./yarnqueue/reconcile.js";
 
 export interface ControllerOptions {
   /** Bootstrap brokers of the default Kafka cluster (`--kafka-bootstrap`) for Topics without spec.kafka. */
   kafkaBootstrap?: readonly string[];
+  /** Redis of Dags without spec.redis (`--dag-redis-url`); default TRIBUTARY_DAG_REDIS_URL. */
+  dagRedisUrl?: string;
   log?: Logger;
 }
 
@@ -19,11 +21,11 @@ export interface ControllerOptions {
 export function createControllers(options: ControllerOptions = {}): ControllerDefinition<KubeObject>[] {
   return [
     createTopicController({ defaultBootstrap: options.kafkaBootstrap, log: options.log }),
-    cdcStreamController,
-    videoCollectorController,
+    createCdcStreamController({ defaultBootstrap: options.kafkaBootstrap }),
+    createVideoCollectorController({ defaultBootstrap: options.kafkaBootstrap, log: options.log }),
     blockPoolController,
     yarnQueueController,
-    dagController,
+    createDagController({ defaultRedisUrl: options.dagRedisUrl }),
   ];
 }
 

@@ -5,7 +5,7 @@
  * is a ConfigError naming the flag, the variable and what was expected.
  */
 import { parseArgs } from "node:util";
-import type { z } from "zod";
+import { z } from "zod";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -70,3 +70,35 @@ export function parseRoleConfig<S extends z.ZodType>(
   }
   return parsed.data;
 }
+
+/** A whole number above zero, as a flag or variable gives it (text) or a default does. */
+export const positiveInteger = (what: string) =>
+  z.coerce
+    .number({ error: `${what} must be a number` })
+    .int({ error: `${what} must be a whole number` })
+    .positive({ error: `${what} must be positive` });
+
+/** A yes/no setting: true, false, 1 or 0 from a flag or variable. */
+export const booleanFlag = z
+  .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
+  .transform((value) => value === true || value === "true" || value === "1");
+
+/**
+ * A list from a flag or variable (`a,b,c`, blanks dropped) or an array, each item checked by
+ * `item`, at least one required (`required` is the message when none is given).
+ */
+export const commaList = (item: z.ZodString, required: string) =>
+  z
+    .union([z.string(), z.array(z.string())])
+    .transform((value) =>
+      (Array.isArray(value) ? value : value.split(","))
+        .map((entry) => entry.trim())
+        .filter((entry) => entry.length > 0),
+    )
+    .pipe(z.array(item).min(1, { error: required }));
+
+/** Kafka bootstrap brokers: `host:port,host:port` from a flag or variable, or a list. */
+export const brokerList = commaList(
+  z.string().regex(/^[^\s:]+:\d+$/, { error: "each broker must be host:port" }),
+  "brokers is required (host:port,host:port)",
+);

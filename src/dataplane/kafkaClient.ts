@@ -15,6 +15,7 @@ import kafkajs from "kafkajs";
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import { kafkaLogCreator } from "./avro/kafka-log.js";
+import { booleanFlag } from "./config.js";
 
 const { Kafka: KafkaClient, logLevel } = kafkajs;
 
@@ -28,10 +29,7 @@ const absoluteFile = (what: string) =>
 
 export const kafkaSecurityFields = {
   /** TLS towards the brokers; implied by any of the TLS files. The system trust store without a CA file. */
-  tls: z
-    .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
-    .transform((value) => value === true || value === "true" || value === "1")
-    .optional(),
+  tls: booleanFlag.optional(),
   /** PEM CA certificate(s) that sign the brokers' certificates. */
   tlsCaFile: absoluteFile("tlsCaFile"),
   /** PEM client certificate for mutual TLS; needs tlsKeyFile. */

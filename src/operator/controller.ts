@@ -331,8 +331,30 @@ export class Controller<T extends KubeObject = KubeObject> {
     this.queue.add(namespace ? `${namespace}/${owner.name}` : owner.name);
   }
 
+  /**
+   * The status writes' answers, kept until the informer has caught up with them: a reconcile that
+   * starts right after a write (a requeue that fell due) then sees the status it wrote, not the
+   * one before, and does not announce again what it just announced. client-go's mutation cache
+   * does the same.
+   */
+  private readonly written = new Map<string, T>();
+
+  private noteWritten(object: KubeObject): void {
+    this.written.set(objectKey(object), object as T);
+  }
+
+  /** The newer of the cached object and this controller's last write of it. */
+  private current(key: string): T | undefined {
+    const cached = this.get(key);
+    const written = this.written.get(key);
+    if (written && cached && written.metadata.uid === cached.metadata.uid && isNewer(written, cached))
+      return written;
+    this.written.delete(key);
+    return cached;
+  }
+
   private async process(key: string): Promise<void> {
-    const resource = this.get(key);
+    const resource = this.current(key);
     if (!resource) {
       // Deleted: owner references let the garbage collector remove the children.
       this.queue.forget(key);
@@ -420,7 +442,9 @@ export class Controller<T extends KubeObject = KubeObject> {
       { type: ConditionType.Degraded, status: ConditionStatus.True, reason, message },
       resource.metadata.generation,
     );
-    await applyStatus(this.runtime.client, this.definition.type, resource, { ...status, conditions });
+    this.noteWritten(
+      await applyStatus(this.runtime.client, this.definition.type, resource, { ...status, conditions }),
+    );
   }
 
   private context(log: Logger): Context<T> {
@@ -456,7 +480,7 @@ export class Controller<T extends KubeObject = KubeObject> {
         return applied;
       },
       writeStatus: async (resource, status) => {
-        await applyStatus(client, this.definition.type, resource, status);
+        this.noteWritten(await applyStatus(client, this.definition.type, resource, status));
       },
       cachedChild: (type, namespace, name) => {
         for (const informer of this.children.get(type.kind) ?? []) {
@@ -486,3 +510,15 @@ export class Controller<T extends KubeObject = KubeObject> {
 }
 
 export { ApiError };
+
+/**
+ * Whether `a` is a later version of the same object than `b`. Kubernetes calls resourceVersion
+ * opaque, but etcd's revisions are integers that only grow, which client-go's mutation cache
+ * relies on too; a version that is not an integer is never taken as newer.
+ */
+export function isNewer(a: KubeObject, b: KubeObject): boolean {
+  const integer = /^\d+$/;
+  const left = a.metadata.resourceVersion ?? "";
+  const right = b.metadata.resourceVersion ?? "";
+  return integer.test(left) && integer.test(right) && BigInt(left) > BigInt(right);
+}

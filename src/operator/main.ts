@@ -14,6 +14,7 @@ options (each also read from the environment variable shown):
   --namespaces A,B           namespaces to watch; every namespace when empty (TRIBUTARY_WATCH_NAMESPACES)
   --image IMAGE              data-plane image of every spawned pod, from the chart values (TRIBUTARY_IMAGE)
   --kafka-bootstrap H:P,...  default Kafka cluster of resources without spec.kafka (TRIBUTARY_KAFKA_BOOTSTRAP)
+  --dag-redis-url URL        default Redis of Dags without spec.redis (TRIBUTARY_DAG_REDIS_URL)
   --leader-elect BOOL        elect a leader on a Lease; default true (TRIBUTARY_LEADER_ELECT)
   --lease-namespace NS       namespace of the Lease; default the pod's namespace (POD_NAMESPACE)
   --lease-name NAME          name of the Lease; default tributary-operator (TRIBUTARY_LEASE_NAME)
@@ -32,6 +33,8 @@ export interface OperatorConfig {
   image: string;
   /** Bootstrap brokers of the default Kafka cluster; empty when there is none. */
   kafkaBootstrap: string[];
+  /** Redis of Dags without spec.redis; undefined when there is none. */
+  dagRedisUrl: string | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
   leaseName: string;
@@ -53,6 +56,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
       namespaces: { type: "string" },
       image: { type: "string" },
       "kafka-bootstrap": { type: "string" },
+      "dag-redis-url": { type: "string" },
       "leader-elect": { type: "string" },
       "lease-namespace": { type: "string" },
       "lease-name": { type: "string" },
@@ -97,6 +101,7 @@ export function parseOperatorArgs(argv: string[], env: NodeJS.ProcessEnv = proce
       .filter(Boolean),
     image,
     kafkaBootstrap: parseBootstrap(values["kafka-bootstrap"] ?? env.TRIBUTARY_KAFKA_BOOTSTRAP),
+    dagRedisUrl: (values["dag-redis-url"] ?? env.TRIBUTARY_DAG_REDIS_URL) || undefined,
     leaderElect: leaderElect === "true",
     leaseNamespace: values["lease-namespace"] ?? env.POD_NAMESPACE ?? "default",
     leaseName: values["lease-name"] ?? env.TRIBUTARY_LEASE_NAME ?? "tributary-operator",
@@ -123,7 +128,11 @@ export async function main(argv: string[]): Promise<void> {
     log,
     image: config.image,
     namespaces: config.namespaces,
-    controllers: createControllers({ kafkaBootstrap: config.kafkaBootstrap, log }),
+    controllers: createControllers({
+      kafkaBootstrap: config.kafkaBootstrap,
+      dagRedisUrl: config.dagRedisUrl,
+      log,
+    }),
     leaderElection: config.leaderElect
       ? {
           namespace: config.leaseNamespace,

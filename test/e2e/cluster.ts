@@ -11,7 +11,7 @@ import { execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { parseExports } from "../support/env.js";
+import { parseExports, uniqueName } from "../support/env.js";
 
 const run = promisify(execFile);
 export const root = join(import.meta.dirname, "..", "..");
@@ -226,3 +226,72 @@ async function curl(args: string[]): Promise<{ status: number; headers: string; 
   } while (/^HTTP\/[\d.]+ 1\d\d/.test(headers));
   return { status: Number(/^HTTP\/[\d.]+ (\d+)/.exec(headers)?.[1]), headers, body: rest };
 }
+
+/**
+ * A Helm release name of this run: the chart names its cluster-scoped objects (ClusterRoles and
+ * their bindings) after the release, so a fixed name would meet what an interrupted earlier run
+ * left and Helm would refuse the install. At most 30 characters, so that every name the chart
+ * derives from it (`<release>-tributary-schema-registry`, `<release>-operator`) stays within
+ * Kubernetes' limits.
+ */
+export const uniqueRelease = (prefix: string): string => uniqueName(prefix).slice(0, 30);
+
+export interface ChartInstall {
+  release: string;
+  /** Where the operator runs (created, restricted). */
+  namespace: string;
+  /** The one namespace it watches (created, restricted; may be `namespace`); every namespace when omitted. */
+  watch?: string;
+  /** More `--set` values, as `key=value`. */
+  set?: string[];
+}
+
+/**
+ * `helm install` of the chart as the e2e tests use it: the image under test, the values fitted to
+ * a small node (test/e2e/values.yaml), the environment's Kafka as the default cluster, no schema
+ * registry unless `set` asks for one, waiting until the operator is ready. Namespaces are created first, enforcing `restricted`.
+ */
+export async function installChart(install: ChartInstall): Promise<void> {
+  const cluster = e2eCluster();
+  const { repository, tag } = imageParts(cluster.image);
+  for (const namespace of namespacesOf(install)) await createRestrictedNamespace(namespace);
+  const values = [
+    `image.repository=${repository}`,
+    `image.tag=${tag}`,
+    `kafka.bootstrapServers={${cluster.podKafkaBrokers.join(",")}}`,
+    // The schema registry has its own e2e test; elsewhere it would only take the node's room.
+    "schemaRegistry.enabled=false",
+    ...(install.watch ? [`watchNamespaces={${install.watch}}`] : []),
+    ...(install.set ?? []),
+  ];
+  await helm([
+    "install",
+    install.release,
+    join(root, "charts", "tributary"),
+    "--namespace",
+    install.namespace,
+    "--values",
+    join(root, "test", "e2e", "values.yaml"),
+    ...values.flatMap((value) => ["--set", value]),
+    "--wait",
+    "--timeout",
+    "5m",
+  ]);
+}
+
+/**
+ * The reverse: the resources of the watched namespace first, while the operator runs to release
+ * them (finalizers), then the chart, then both namespaces. Best effort: it runs after failures.
+ */
+export async function uninstallChart(install: ChartInstall): Promise<void> {
+  const resources = install.watch ?? install.namespace;
+  await kubectl(["delete", "tributary", "--all", "-n", resources, "--wait=true", "--timeout=180s"]).catch(
+    () => {},
+  );
+  await helm(["uninstall", install.release, "--namespace", install.namespace, "--wait"]).catch(() => {});
+  await kubectl(["delete", "namespace", ...namespacesOf(install), "--wait=false"]).catch(() => {});
+}
+
+const namespacesOf = (install: ChartInstall): string[] => [
+  ...new Set([install.namespace, ...(install.watch ? [install.watch] : [])]),
+];

@@ -17,7 +17,7 @@ import {
   createRestrictedNamespace,
   e2eCluster,
   helm,
-  imageParts,
+  installChart,
   isReady,
   kubectl,
   kubectlJson,
@@ -25,14 +25,16 @@ import {
   pods,
   portForward,
   root,
+  uniqueRelease,
   webHdfs,
 } from "./cluster.js";
 
-const release = "tributary";
+const release = uniqueRelease("tributary");
 const operatorNamespace = uniqueName("e2e-operator");
 const namespace = uniqueName("e2e");
 const operatorSelector = `app.kubernetes.io/name=tributary,app.kubernetes.io/instance=${release}`;
-const leaseName = "tributary-operator";
+/** The chart names the Lease after the release (`<fullname>-operator`). */
+const leaseName = `${release}-operator`;
 // Kafka topics of this run: unique, so a rerun never meets a previous run's data.
 const suffix = namespace.slice(4);
 
@@ -102,28 +104,9 @@ function example(file: string): Manifest {
 const small = { requests: { cpu: "20m", memory: "64Mi" }, limits: { memory: "512Mi" } };
 
 beforeAll(async () => {
-  const cluster = e2eCluster();
-  const { repository, tag } = imageParts(cluster.image);
-  await createRestrictedNamespace(operatorNamespace);
+  // The operator watches every namespace (the ClusterRole install); the resources go in one more.
   await createRestrictedNamespace(namespace);
-  await helm([
-    "install",
-    release,
-    join(root, "charts", "tributary"),
-    "--namespace",
-    operatorNamespace,
-    "--values",
-    join(root, "test", "e2e", "values.yaml"),
-    "--set",
-    `image.repository=${repository}`,
-    "--set",
-    `image.tag=${tag}`,
-    "--set",
-    `kafka.bootstrapServers={${cluster.podKafkaBrokers.join(",")}}`,
-    "--wait",
-    "--timeout",
-    "5m",
-  ]);
+  await installChart({ release, namespace: operatorNamespace, set: ["schemaRegistry.enabled=true"] });
 }, 600_000);
 
 afterAll(async () => {

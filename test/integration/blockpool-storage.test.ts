@@ -14,17 +14,19 @@
  * volume update by writing the table file the name node reads.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blockPoolDefinition } from "../../src/api/blockpool.js";
 import { createBlockPoolController } from "../../src/controllers/blockpool/reconcile.js";
 import { resourceType } from "../../src/controllers/common.js";
+import { createLogger } from "../../src/log.js";
+import { isNewer } from "../../src/operator/controller.js";
+import { Informer } from "../../src/operator/informer.js";
 import { builtin, type KubeObject, objectPath } from "../../src/operator/kube.js";
 import type { Operator } from "../../src/operator/operator.js";
 import { uniqueName } from "../support/env.js";
+import { unusedPort } from "../support/ports.js";
 import {
   applyCrds,
   condition,
@@ -118,11 +120,8 @@ async function reconciles(): Promise<number> {
 }
 
 beforeAll(async () => {
-  // A port that refuses connections: bound once, then closed.
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  closedPort = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
-  await new Promise((resolve) => probe.close(resolve));
+  // A port that refuses connections. (Not port 1: fetch refuses it as a bad port without connecting.)
+  closedPort = `http://127.0.0.1:${await unusedPort()}`;
 
   // Where a pod has the ConfigMap mounted; the test writes it as the kubelet would.
   tableDir = await mkdtemp(join(tmpdir(), "tributary-topology-"));
@@ -256,26 +255,37 @@ describe("BlockPool status from its name node", () => {
 
 describe("BlockPool data-node scale-down", () => {
   it("decommissions lake-datanode-3 while the StatefulSet stays at 4, then shrinks it to 3", async () => {
-    await client.mergePatch(blockPools, namespace, "lake", { spec: { dataNodes: { replicas: 3 } } });
-    const waiting = await waitFor(
-      "Progressing Decommissioning",
-      async () => {
-        const stored = await current("lake");
-        return stored && condition(stored, "Progressing")?.reason === "Decommissioning" ? stored : undefined;
-      },
-      { intervalMs: 50 },
-    );
-    // Seen while the operator waits for the name node: the StatefulSet still has the pod.
-    expect(await dataNodeReplicas("lake")).toBe(4);
-    expect(statusOf(waiting).retiringDataNodes).toEqual(["lake-datanode-3"]);
-    expect(condition(waiting, "Progressing")).toMatchObject({ status: "True" });
-    expect(condition(waiting, "Progressing")?.message).toMatch(
-      /^decommissioning before scaling data nodes from 4 to 3: 0\/1 done \(lake-datanode-3 DECOMMISSION_INPROGRESS\)/,
-    );
-    expect(condition(waiting, "Ready")?.status).toBe("True");
-    expect(await occurrences("lake", "Decommissioning")).toBe(1);
-
-    await waitFor("the StatefulSet at 3", async () => (await dataNodeReplicas("lake")) === 3);
+    // Every version of the pool and of its data-node StatefulSet, in the API server's order.
+    const versions: KubeObject[] = [];
+    const watches = [builtin.statefulSet, blockPools].map((type) => {
+      const informer = new Informer(client, type, { namespace, log: createLogger("scale-down-watch") });
+      informer.on((_event, object) => {
+        if (["lake-datanode", "lake"].includes(object.metadata.name!)) versions.push(object);
+      });
+      informer.start();
+      return informer;
+    });
+    await Promise.all(watches.map((informer) => informer.synced));
+    try {
+      await client.mergePatch(blockPools, namespace, "lake", { spec: { dataNodes: { replicas: 3 } } });
+      await waitFor("the StatefulSet at 3", async () => (await dataNodeReplicas("lake")) === 3);
+      const shrunk = await waitFor("the watch to see the StatefulSet at 3", async () =>
+        versions.find(
+          (version) =>
+            version.kind === "StatefulSet" && (version.spec as { replicas: number }).replicas === 3,
+        ),
+      );
+      // The operator said it was decommissioning the node while the StatefulSet still had it.
+      const waiting = versions.find(
+        (version) =>
+          version.kind === "BlockPool" && condition(version, "Progressing")?.reason === "Decommissioning",
+      );
+      expect(waiting).toBeDefined();
+      expect(isNewer(shrunk, waiting!)).toBe(true);
+      expectDecommissioning(waiting!);
+    } finally {
+      await Promise.all(watches.map((informer) => informer.stop()));
+    }
     // The name node had finished before the pod was removed.
     expect((await nameNodeSays("lake-datanode-3"))?.adminState).toBe("DECOMMISSIONED");
     const done = await waitFor("the scale-down reported done", async () => {
@@ -283,10 +293,21 @@ describe("BlockPool data-node scale-down", () => {
       return stored && condition(stored, "Progressing")?.reason !== "Decommissioning" ? stored : undefined;
     });
     expect(statusOf(done).retiringDataNodes).toBeUndefined();
+    expect(await occurrences("lake", "Decommissioning")).toBe(1);
     const finished = await events("lake", "Decommissioned");
     expect(finished).toHaveLength(1);
     expect(finished[0]!.note).toBe("lake-datanode-3 decommissioned: scaling data nodes from 4 to 3");
   });
+
+  /** What the status says while the operator waits for the name node. */
+  function expectDecommissioning(waiting: KubeObject): void {
+    expect(statusOf(waiting).retiringDataNodes).toEqual(["lake-datanode-3"]);
+    expect(condition(waiting, "Progressing")).toMatchObject({ status: "True" });
+    expect(condition(waiting, "Progressing")?.message).toMatch(
+      /^decommissioning before scaling data nodes from 4 to 3: 0\/1 done \(lake-datanode-3 DECOMMISSION_INPROGRESS\)/,
+    );
+    expect(condition(waiting, "Ready")?.status).toBe("True");
+  }
 
   it("scaling back up puts the node back in service", async () => {
     await client.mergePatch(blockPools, namespace, "lake", { spec: { dataNodes: { replicas: 4 } } });

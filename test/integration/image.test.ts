@@ -1,7 +1,6 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -38,7 +37,11 @@ describe("container image", () => {
   });
 
   it("builds an entrypoint that lists every role", async () => {
-    const out = await mkdtemp(join(tmpdir(), "tributary-build-"));
+    // The image puts dist/ beside node_modules/; building under node_modules/.cache keeps that
+    // shape, so the compiled code resolves its packages as it does in the image.
+    const cache = join(root, "node_modules", ".cache");
+    await mkdir(cache, { recursive: true });
+    const out = await mkdtemp(join(cache, "tributary-build-"));
     try {
       await run("npx", ["tsc", "-p", "tsconfig.build.json", "--outDir", out], { cwd: root });
       const { stdout } = await run(process.execPath, [join(out, "cli.js"), "--help"], { cwd: root });

@@ -116,18 +116,13 @@ export function condition(object: KubeObject | undefined, type: string): Conditi
 }
 
 /**
- * Whether a resource of a kind without a data plane yet (CDCStream, VideoCollector, YarnQueue,
- * Dag) is settled on its current spec: the controller accepted this generation, so Ready is
- * False for DataPlaneNotAvailable (not for a problem in the spec) and nothing is Degraded.
+ * Whether the controller has settled a resource on its current spec without finding a problem
+ * in it: Degraded is False for this generation. (Ready may still wait for pods, which never run
+ * in the integration tests' namespaces.)
  */
-export function isAccepted(object: KubeObject | undefined): boolean {
-  const ready = condition(object, "Ready");
-  return (
-    ready?.status === "False" &&
-    ready.reason === "DataPlaneNotAvailable" &&
-    ready.observedGeneration === object?.metadata.generation &&
-    condition(object, "Degraded")?.status === "False"
-  );
+export function isSettled(object: KubeObject | undefined): boolean {
+  const degraded = condition(object, "Degraded");
+  return degraded?.status === "False" && degraded.observedGeneration === object?.metadata.generation;
 }
 
 /**

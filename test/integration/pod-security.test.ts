@@ -7,8 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { blockPoolDefinition, blockPoolSpecSchema } from "../../src/api/blockpool.js";
+import { cdcStreamDefinition, cdcStreamSpecSchema } from "../../src/api/cdcstream.js";
 import { topicDefinition, topicSpecSchema } from "../../src/api/topic.js";
 import { desiredChildren as blockPoolChildren } from "../../src/controllers/blockpool/build.js";
+import { desiredChildren as cdcStreamChildren, snapshotJob } from "../../src/controllers/cdcstream/build.js";
 import { desiredChildren as topicChildren } from "../../src/controllers/topic/build.js";
 import {
   ApiError,
@@ -92,6 +94,51 @@ const blockPoolWorkloads = () =>
   );
 
 /**
+ * A CDCStream with TLS to the database and Kafka behind TLS and SASL: its connector StatefulSet,
+ * and the Jobs of its scheduled snapshots to a volume and to a BlockPool.
+ */
+const cdcStreamWorkloads = () => {
+  const spec = (files: Record<string, unknown>) =>
+    cdcStreamSpecSchema.parse({
+      source: {
+        postgres: {
+          host: "shop-db.databases.svc",
+          database: "shop",
+          credentialsSecret: { name: "shop-db" },
+          sslMode: "verify-full",
+          sslRootCertSecret: { name: "shop-db-ca", key: "ca.crt" },
+        },
+      },
+      target: {
+        topicPrefix: "shop",
+        kafka: {
+          bootstrapServers: ["kafka.example:9093"],
+          tls: { caSecret: { name: "kafka-ca", key: "ca.crt" } },
+          sasl: { credentialsSecret: { name: "kafka-user" } },
+        },
+      },
+      snapshot: { schedule: "0 2 * * *", files },
+    });
+  const resource = owner("CDCStream", cdcStreamDefinition.apiVersion, "shop");
+  const input = (files: Record<string, unknown>) => ({
+    resource,
+    spec: spec(files),
+    image: "registry.example/tributary:test",
+    brokers: ["kafka.example:9093"],
+  });
+  const volume = input({ volume: { claimName: "lake" } });
+  const time = new Date("2026-12-06T01:00:00Z");
+  return [
+    ...workloadsOf(cdcStreamChildren(volume)),
+    snapshotJob({ ...volume, time }),
+    {
+      ...snapshotJob({ ...input({ blockPool: { blockPool: "lake", path: "/lake/shop" } }), time }),
+      metadata: { name: "shop-snapshot-pool" },
+    },
+  ] as unknown as Workload[];
+};
+
+/**
  * The first pod a workload's controller would create: its template, plus for a StatefulSet the
  * claim of each volumeClaimTemplate, which the StatefulSet controller adds as a volume.
  */
@@ -169,6 +216,14 @@ describe("pods the controllers build, in a namespace enforcing the restricted Po
     expect(await judge(blockPoolWorkloads())).toEqual([
       "StatefulSet/lake-namenode: admitted",
       "StatefulSet/lake-datanode: admitted",
+    ]);
+  });
+
+  it("admits every CDCStream pod: the connector and the snapshot Jobs", async () => {
+    expect(await judge(cdcStreamWorkloads())).toEqual([
+      "StatefulSet/shop-connector: admitted",
+      "Job/shop-snapshot-29941980: admitted",
+      "Job/shop-snapshot-pool: admitted",
     ]);
   });
 

@@ -31,6 +31,8 @@ const seenFinalizers: string[][] = [];
 let operator: Operator;
 
 const count = (name: string) => calls.get(name) ?? 0;
+/** The counts the `count-up` Dag's reconciles wrote, in order. */
+const countedUp: number[] = [];
 
 /** Fails terminally while the Dag carries the label `fail=terminal`; asks to come back for `requeue-*`. */
 const probe: ControllerDefinition<KubeObject> = {
@@ -41,6 +43,17 @@ const probe: ControllerDefinition<KubeObject> = {
     seenFinalizers.push(resource.metadata.finalizers ?? []);
     if (resource.metadata.labels?.fail === "terminal") {
       throw new TerminalError("InvalidSpec", "spec.tasks: the probe refuses this Dag on purpose");
+    }
+    if (name === "count-up") {
+      // Counts up to 5 in status, one write per reconcile, each asking to run again at once.
+      const seen = Number((resource.status as { activeRuns?: number } | undefined)?.activeRuns ?? 0);
+      if (seen >= 5) return undefined;
+      countedUp.push(seen + 1);
+      await context.writeStatus(resource, {
+        observedGeneration: resource.metadata.generation,
+        activeRuns: seen + 1,
+      });
+      return { requeueAfterMs: 0 };
     }
     await context.writeStatus(resource, {
       observedGeneration: resource.metadata.generation,
@@ -119,6 +132,18 @@ describe("controller runtime", () => {
     await waitFor("reconciled three times", async () => count("requeue-me") >= 3);
     const stored = await client.get(dags, namespace, "requeue-me");
     expect(stored.metadata.generation).toBe(1);
+  });
+
+  it("lets a reconcile that follows its own status write at once see that write, before the watch brings it", async () => {
+    await client.create(dags, dag("count-up"));
+    await waitFor(
+      "the count at 5",
+      async () =>
+        ((await client.get(dags, namespace, "count-up")).status as { activeRuns?: number } | undefined)
+          ?.activeRuns === 5,
+    );
+    // Each reconcile read the count the one before it wrote: none wrote a count twice.
+    expect(countedUp).toEqual([1, 2, 3, 4, 5]);
   });
 
   it("keeps the finalizer bookkeeping away from reconcilers", async () => {

@@ -3,7 +3,7 @@
  * the middle of its files and started again: every record must end up in the closed files
  * exactly once, and the leftovers of the killed process must be gone.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -33,9 +33,10 @@ interface SinkProcess {
 }
 
 function startSink(args: string[]): SinkProcess {
-  // Its own process group: SIGKILL to the group kills npx, tsx and the sink at once, as a
-  // node failure or an OOM kill would.
-  const child = spawn("npx", ["tsx", "src/cli.ts", "sink", ...args], {
+  // The sink's own node process (tsx loaded into it, no npx or tsx wrapper), so a SIGTERM to its
+  // pid reaches the sink itself; and its own process group, so a SIGKILL to the group also takes
+  // whatever it started (esbuild's transform service), as a node failure or an OOM kill would.
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "sink", ...args], {
     cwd: ROOT,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
@@ -52,21 +53,6 @@ function startSink(args: string[]): SinkProcess {
   child.stderr!.on("data", collect);
   const exited = new Promise<number | null>((resolveExit) => child.once("exit", (code) => resolveExit(code)));
   return { child, exited, port: () => port, output: () => output };
-}
-
-/** The sink's own node process: the deepest descendant of the npx process. */
-function leafPid(pid: number): number {
-  let listing = "";
-  try {
-    listing = execFileSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" });
-  } catch {
-    // ps exits 1 when the process has no children.
-  }
-  const children = listing
-    .split("\n")
-    .map((line) => Number(line.trim()))
-    .filter((child) => child > 0);
-  return children.length === 0 ? pid : leafPid(children[0]!);
 }
 
 function groupAlive(pgid: number): boolean {
@@ -202,7 +188,7 @@ describe.each<SinkFormat>(["parquet", "avro"])(
       for (const leftover of leftovers) expect(await listing()).not.toContain(leftover);
 
       // 4. SIGTERM to the sink process: it closes its open files durably, commits and exits 0.
-      process.kill(leafPid(restarted.child.pid!), "SIGTERM");
+      restarted.child.kill("SIGTERM");
       expect(await restarted.exited).toBe(0);
       expect(restarted.output()).toContain("stopping: closing open files and committing");
       expect(await committedToEnd(admin, groupId, topic)).toBe(true);

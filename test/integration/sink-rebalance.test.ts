@@ -62,7 +62,6 @@ describe("two sinks in one group while partitions move", () => {
       deadLetterTopic: `${topic}.dlq`,
       eventTimeField: "eventTime",
       writerId,
-      sessionTimeoutMs: 6_000,
       metrics: metrics.get(writerId)!,
       log: createLogger("sink-rebalance-test", { writerId }),
     });

@@ -94,7 +94,6 @@ describe.each<SinkFormat>(["parquet", "avro"])("sink to %s files against real Ka
       deadLetterTopic,
       eventTimeField: "eventTime",
       writerId: "itest",
-      sessionTimeoutMs: 6_000,
       metrics,
       log: createLogger("sink-test"),
     });

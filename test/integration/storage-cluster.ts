@@ -38,8 +38,14 @@ export interface DataNodeProcess extends RoleProcess {
   infoPort: number;
 }
 
+/**
+ * Node's own flags for every role process, such as `--cpu-prof --cpu-prof-dir=/tmp/prof` to
+ * profile the name node and data nodes under a benchmark (NODE_OPTIONS refuses `--cpu-prof`).
+ */
+const roleNodeFlags = (process.env.TRIBUTARY_ROLE_NODE_FLAGS ?? "").split(" ").filter(Boolean);
+
 export async function startRole(role: "namenode" | "datanode", args: string[]): Promise<RoleProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", role, ...args], {
+  const child = spawn(process.execPath, [...roleNodeFlags, "--import", "tsx", "src/cli.ts", role, ...args], {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? "info" },
@@ -77,6 +83,12 @@ export async function stopRole(role: RoleProcess, signal: NodeJS.Signals = "SIGT
   clearTimeout(timer);
 }
 
+/** How long the name nodes wait for a data node's heartbeat before they declare it dead. */
+export const HEARTBEAT_EXPIRY_MS = 30_000;
+
+/** A bound on waiting for a killed data node to be declared dead: the expiry, and room for a loaded machine. */
+export const DECLARED_DEAD_WITHIN_MS = HEARTBEAT_EXPIRY_MS + 90_000;
+
 export interface ClusterOptions {
   nameNodes?: 1 | 2;
   dataNodes: number;
@@ -111,11 +123,8 @@ export class StorageCluster {
       }
       const nameDir = join(root, "name");
       for (let i = 0; i < (options.nameNodes ?? 1); i++) await cluster.startNameNode(nameDir);
+      // Each returns once the active name node has it live.
       await Promise.all(Array.from({ length: options.dataNodes }, (_, i) => cluster.startDataNode(i)));
-      await cluster.waitFor(
-        async () => (await cluster.status()).liveDataNodes === options.dataNodes,
-        "all data nodes registered",
-      );
     } catch (error) {
       await cluster.stop();
       throw error;
@@ -147,12 +156,21 @@ export class StorageCluster {
       String(ports?.webhdfsPort ?? 0),
       "--name-dir",
       nameDir,
+      // A data node's heartbeat first awaits statfs, and the active renews its epoch with utimes:
+      // both on the libuv pool, which a burst of disk I/O on a loaded machine can hold for
+      // seconds. So a node is declared dead after 30 s of silence and the standby takes over
+      // after 10 s.
       "--heartbeat-expiry-ms",
+      String(HEARTBEAT_EXPIRY_MS),
+      // Stale (probably gone: reads and writes go elsewhere) sooner than the WebHDFS client stops
+      // retrying a refused data node (5.6 s of backoff), so a request sent straight after a kill -9
+      // still ends on a live one.
+      "--stale-datanode-interval-ms",
       "3000",
       "--replication-interval-ms",
       "300",
       "--takeover-timeout-ms",
-      "2000",
+      "10000",
       "--tail-interval-ms",
       "300",
       ...this.secretArgs(),
@@ -179,8 +197,9 @@ export class StorageCluster {
   }
 
   /**
-   * Starts data node `index` (again, on its directory, after a stop). `advertisedHost` is the
-   * name it reports to the name node; 127.0.0.1 unless a test needs it to look like a pod.
+   * Starts data node `index` (again, on its directory, after a stop), and returns once the active
+   * name node has it live on its new port. `advertisedHost` is the name it reports to the name
+   * node; 127.0.0.1 unless a test needs it to look like a pod.
    */
   async startDataNode(
     index: number,
@@ -221,6 +240,15 @@ export class StorageCluster {
       infoPort: role.ready.infoPort as number,
     };
     this.dataNodes[index] = node;
+    // The ready line comes before the first heartbeat, and a node started again on its directory
+    // keeps its uuid: until that heartbeat the name node may still hold the previous process's
+    // registration, with its old port, live and fresh, and hand that port out in a pipeline.
+    await this.waitFor(async () => {
+      const registered = (await this.status()).datanodes.find(
+        (info) => info.datanodeUuid === node.datanodeUuid,
+      );
+      return registered?.xferPort === node.xferPort && registered.adminState !== "DEAD" && !registered.stale;
+    }, `data node ${index} (${node.datanodeUuid}) registered with the active name node on port ${node.xferPort}`);
     return node;
   }
 

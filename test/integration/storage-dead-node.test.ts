@@ -2,8 +2,8 @@
  * Reads around a data node killed with -9, as a WebHDFS client sees them: 150 files written by 6
  * writers through WebHDFS, one of 4 data nodes killed after the 50th is acknowledged. Every OPEN
  * is sent to the name node and its 307 followed by hand, so a redirect to the killed node is
- * counted instead of being retried away. The name node declares a node dead after 12 s and stale
- * (probably gone) after 1 s, so the test can read in between.
+ * counted instead of being retried away. The name node finds a node stale (probably gone) after
+ * 1 s and declares it dead after 45 s, room for a loaded machine to read every file in between.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,7 +24,7 @@ describe("BlockPool storage: reads after a data node is killed", () => {
   beforeAll(async () => {
     cluster = await StorageCluster.start({
       dataNodes: 4,
-      nameNodeArgs: ["--heartbeat-expiry-ms", "12000", "--stale-datanode-interval-ms", "1000"],
+      nameNodeArgs: ["--heartbeat-expiry-ms", "45000", "--stale-datanode-interval-ms", "1000"],
     });
   });
 
@@ -86,12 +86,13 @@ describe("BlockPool storage: reads after a data node is killed", () => {
     await cluster.waitFor(
       async () => reportOf(await cluster.status(), victim)?.adminState === "DEAD",
       "the name node to declare the killed data node dead",
+      120_000,
     );
     const { redirectedToKilled, served, wrong } = await openEveryFile(victim);
     expect(redirectedToKilled).toBe(0);
     expect(wrong).toEqual([]);
     expect(served).toBe(acknowledged.size);
-  });
+  }, 240_000);
 
   it("sends no read to a data node killed a moment ago once the name node finds it stale, before it is dead", async () => {
     // Three live nodes with three replicas: every block has one on the node about to go.

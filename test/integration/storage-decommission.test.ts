@@ -11,6 +11,7 @@ import { signRequest } from "../../src/dataplane/storage/clusterAuth.js";
 import {
   type StorageCluster as Cluster,
   type DataNodeProcess,
+  DECLARED_DEAD_WITHIN_MS,
   type NameNodeStatus,
   StorageCluster,
   stopRole,
@@ -78,7 +79,12 @@ describe("BlockPool storage: decommissioning a data node of 4, replication 3", (
   const written = new Map<string, string>();
 
   beforeAll(async () => {
-    cluster = await StorageCluster.start({ dataNodes: 4 });
+    cluster = await StorageCluster.start({
+      dataNodes: 4,
+      // Kills a data node and waits for it to be declared dead: 10 s of silence, a third of the
+      // loopback cluster's default, still far above a busy machine's stalls.
+      nameNodeArgs: ["--heartbeat-expiry-ms", "10000"],
+    });
     client = cluster.client();
     clusterSecret = cluster.secret;
   });
@@ -174,6 +180,7 @@ describe("BlockPool storage: decommissioning a data node of 4, replication 3", (
     await cluster.waitFor(
       async () => adminStateOf(await cluster.status(), victim) === "DEAD",
       "the killed node to be DEAD",
+      DECLARED_DEAD_WITHIN_MS,
     );
     expect(await cluster.status()).toMatchObject({
       liveDataNodes: 3,
@@ -183,7 +190,7 @@ describe("BlockPool storage: decommissioning a data node of 4, replication 3", (
       missingBlocks: 0,
     });
     await readAll();
-  });
+  }, 300_000);
 
   it("recommissions the nodes left out of the set: an empty set puts every node back in service", async () => {
     const port = cluster.nameNodes[0]!.webhdfsPort;
@@ -223,7 +230,11 @@ describe("BlockPool storage: decommissioning with RS-3-2 erasure coding and two 
     cluster = await StorageCluster.start({
       nameNodes: 2,
       dataNodes: 6,
+      // Kills a data node and waits for it to be declared dead: 10 s of silence, a third of the
+      // loopback cluster's default, still far above a busy machine's stalls.
       nameNodeArgs: [
+        "--heartbeat-expiry-ms",
+        "10000",
         "--erasure-coding",
         JSON.stringify([{ path: "/ec", policy: "RS-3-2", cellSize: "1Mi" }]),
       ],
@@ -298,8 +309,9 @@ describe("BlockPool storage: decommissioning with RS-3-2 erasure coding and two 
     await cluster.waitFor(
       async () => adminStateOf(await cluster.status(), victim) === "DEAD",
       "the killed node to be DEAD",
+      DECLARED_DEAD_WITHIN_MS,
     );
     expect(await cluster.status()).toMatchObject({ underReplicatedBlocks: 0, missingBlocks: 0 });
     for (const [path, data] of files) expect(sha(await client.open(path)), path).toBe(sha(data));
-  });
+  }, 300_000);
 });

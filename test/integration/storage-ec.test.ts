@@ -59,6 +59,21 @@ describe("BlockPool storage: RS-6-3 erasure coding", () => {
       files.set(`/ec/${name}`, data);
       expect(sha(await client.open(`/ec/${name}`))).toBe(sha(data));
     }
+    // Ranges that start and end inside cells, cross cells, a stripe (6 MiB) and a group (12 MiB).
+    const ranges = [
+      { offset: 12_345, length: 3 * MiB },
+      { offset: 6 * MiB - 100, length: 200 },
+      { offset: 11 * MiB + 77, length: 2 * MiB },
+      { offset: 13 * MiB, length: 10 * MiB },
+    ];
+    const twoGroups = files.get("/ec/two-groups")!;
+    const readRanges = async () => {
+      for (const range of ranges) {
+        const expected = twoGroups.subarray(range.offset, range.offset + range.length);
+        expect(sha(await client.open("/ec/two-groups", range)), JSON.stringify(range)).toBe(sha(expected));
+      }
+    };
+    await readRanges();
     const summary = await client.contentSummary("/ec");
     // Data plus parity, (6 + 3) / 6 of the data, not three copies.
     expect(summary.spaceConsumed).toBeLessThan(summary.length * 1.6);
@@ -81,6 +96,7 @@ describe("BlockPool storage: RS-6-3 erasure coding", () => {
     }
     // Reads reconstruct the missing data cells on the fly.
     for (const [path, data] of files) expect(sha(await client.open(path)), path).toBe(sha(data));
+    await readRanges();
 
     // The data nodes that found their fragments gone reported them; the name node has them rebuilt
     // from six survivors onto nodes holding no other fragment of the group (here, the same three).

@@ -39,6 +39,7 @@ async function* paced(data: Buffer, pauses: number[], pause: () => Promise<void>
 describe("BlockPool storage: a hung data node", () => {
   let cluster: StorageCluster;
   let rpc: PipelineRecordingRpc;
+  let attempts = 0;
 
   beforeAll(async () => {
     cluster = await StorageCluster.start({
@@ -71,7 +72,9 @@ describe("BlockPool storage: a hung data node", () => {
     // Far more than the buffers hold is still to go: the forwarding writes are what stall.
     ["the middle node, most of a large block still to send,", 1, 32 * MiB],
   ])("finishes a write when %s hangs mid-block", async (_, position, blockSize) => {
-    const path = `/stall/hang-${position}-${blockSize}`;
+    // A path and writer of their own per attempt: a retried case must not meet the file it left.
+    const attempt = ++attempts;
+    const path = `/stall/hang-${position}-${blockSize}-${attempt}`;
     const data = randomBytes(2 * blockSize + 12_345);
     const before = rpc.pipelines.length;
     let victim: DataNodeProcess | undefined;
@@ -90,7 +93,7 @@ describe("BlockPool storage: a hung data node", () => {
         victim.child.kill("SIGSTOP");
       }),
       {
-        clientName: `stall-test-${position}-${blockSize}`,
+        clientName: `stall-test-${position}-${blockSize}-${attempt}`,
         owner: USER,
         blockSize,
         replication: 3,
@@ -106,7 +109,14 @@ describe("BlockPool storage: a hung data node", () => {
         excluded: pipeline.excluded,
         nodes: pipeline.located.locations.map((node) => node.datanodeUuid),
       }));
-      expect(pipelines, `hung ${hung}; pipelines ${JSON.stringify(seen)}`).toHaveLength(4);
+      // On a failure, what the data nodes warned of says which node was blamed for what.
+      const warnings = () =>
+        cluster.dataNodes
+          .flatMap((dn) =>
+            dn.log.filter((line) => /"level":(40|50)/.test(line)).map((line) => `${dn.datanodeUuid} ${line}`),
+          )
+          .join("\n");
+      expect(pipelines, `hung ${hung}; pipelines ${JSON.stringify(seen)}\n${warnings()}`).toHaveLength(4);
       expect(pipelines[2]!.excluded).toEqual([hung]);
       for (const later of pipelines.slice(2)) {
         expect(later.located.locations.map((node) => node.datanodeUuid)).not.toContain(hung);

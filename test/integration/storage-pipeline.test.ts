@@ -15,7 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile, writeFile } from "../../src/dataplane/storage/dfsClient.js";
 import type { LocatedBlocks } from "../../src/dataplane/storage/protocol.js";
 import { RemoteException } from "../../src/dataplane/storage/protocol.js";
-import { type DataNodeProcess, PipelineRecordingRpc, StorageCluster, stopRole } from "./storage-cluster.js";
+import {
+  type DataNodeProcess,
+  DECLARED_DEAD_WITHIN_MS,
+  PipelineRecordingRpc,
+  StorageCluster,
+  stopRole,
+} from "./storage-cluster.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -31,14 +37,20 @@ async function* slowly(data: Buffer, pauseAt: number, paused: () => Promise<void
   }
 }
 
-describe("BlockPool storage: write pipeline recovery", () => {
+// A case waits for the name node to declare the killed node dead (DECLARED_DEAD_WITHIN_MS), then
+// for its blocks to be copied and for it to come back.
+describe("BlockPool storage: write pipeline recovery", { timeout: 300_000 }, () => {
   let cluster: StorageCluster;
   let rpc: PipelineRecordingRpc;
 
   beforeAll(async () => {
     cluster = await StorageCluster.start({
       dataNodes: 4,
+      // Kills data nodes and waits for them to be declared dead: 10 s of silence, a third of the
+      // loopback cluster's default, still far above a busy machine's stalls.
       nameNodeArgs: [
+        "--heartbeat-expiry-ms",
+        "10000",
         "--erasure-coding",
         JSON.stringify([{ path: "/pipeline-ec", policy: "XOR-2-1", cellSize: "64Ki" }]),
       ],
@@ -105,7 +117,13 @@ describe("BlockPool storage: write pipeline recovery", () => {
     const dead = victim!.datanodeUuid;
     // Exactly one new pipeline: the failed node was named right the first time, and left out after.
     const pipelines = rpc.pipelines.slice(before);
-    expect(pipelines).toHaveLength(5);
+    const seen = pipelines.map((pipeline) => ({
+      excluded: pipeline.excluded,
+      nodes: pipeline.located.locations.map((node) => node.datanodeUuid),
+    }));
+    const failures = () =>
+      cluster.dataNodes.flatMap((dn) => dn.log.filter((line) => /"level":(40|50)/.test(line))).join("\n");
+    expect(pipelines, `killed ${dead}; pipelines ${JSON.stringify(seen)}\n${failures()}`).toHaveLength(5);
     for (const later of rpc.pipelines.slice(killedPipeline + 1)) {
       expect(later.located.locations.map((node) => node.datanodeUuid)).not.toContain(dead);
       expect(later.located.locations).toHaveLength(3);
@@ -120,6 +138,7 @@ describe("BlockPool storage: write pipeline recovery", () => {
     await cluster.waitFor(
       async () => (await cluster.status()).liveDataNodes === cluster.dataNodes.length - 1,
       "the name node to find the node dead",
+      DECLARED_DEAD_WITHIN_MS,
     );
     await cluster.waitFor(async () => {
       const live = liveUuids();
@@ -156,16 +175,21 @@ describe("BlockPool storage: write pipeline recovery", () => {
     const after = rpc.pipelines.at(-1)!.located;
     expect(after.locations.map((node) => node.datanodeUuid)).not.toContain(dead);
 
-    // Readable at once: the group decodes its lost data block from the other two.
+    // Readable at once: the group decodes its lost data block from the other two. What the killed
+    // node held of the other groups is rebuilt once it is declared dead.
     expect(sha(await readBack(path))).toBe(sha(data));
-    await cluster.waitFor(async () => {
-      const live = liveUuids();
-      const now = await locations(path);
-      const whole = now.blocks.every((group) =>
-        (group.internal ?? []).every((node) => node !== null && live.has(node.datanodeUuid)),
-      );
-      return whole && (await cluster.status()).underReplicatedBlocks === 0;
-    }, "the lost internal block rebuilt on the fourth node");
+    await cluster.waitFor(
+      async () => {
+        const live = liveUuids();
+        const now = await locations(path);
+        const whole = now.blocks.every((group) =>
+          (group.internal ?? []).every((node) => node !== null && live.has(node.datanodeUuid)),
+        );
+        return whole && (await cluster.status()).underReplicatedBlocks === 0;
+      },
+      "the lost internal block rebuilt on the fourth node",
+      DECLARED_DEAD_WITHIN_MS,
+    );
     expect(sha(await readBack(path))).toBe(sha(data));
     await restart(victim!);
   });

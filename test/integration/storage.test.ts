@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WebHdfsClient } from "../../src/dataplane/storage/client.js";
 import { RemoteException } from "../../src/dataplane/storage/protocol.js";
-import { StorageCluster, stopRole } from "./storage-cluster.js";
+import { DECLARED_DEAD_WITHIN_MS, StorageCluster, stopRole } from "./storage-cluster.js";
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -26,7 +26,18 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
     cluster = await StorageCluster.start({
       dataNodes: 4,
       // A checkpoint every 20 edits: the restart test replays an fsimage plus the edits after it.
-      nameNodeArgs: ["--lease-hard-limit-ms", "4000", "--checkpoint-txns", "20"],
+      // A lease lapses after 20 s, twice the 10 s at which a writer renews it: a live writer keeps
+      // its file even when a renewal comes 10 s late, and one that went away loses it soon.
+      // Kills a data node and waits for it to be declared dead: 10 s of silence, a third of the
+      // loopback cluster's default, still far above a busy machine's stalls.
+      nameNodeArgs: [
+        "--lease-hard-limit-ms",
+        "20000",
+        "--checkpoint-txns",
+        "20",
+        "--heartbeat-expiry-ms",
+        "10000",
+      ],
       dataNodeArgs: ["--scan-interval-ms", "1500"],
     });
     client = cluster.client();
@@ -317,7 +328,7 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
     await cluster.waitFor(
       async () => !(await cluster.blockLocations(path)).underConstruction,
       "lease recovery closed the file",
-      30_000,
+      60_000,
     );
     expect((await client.status(path)).length).toBe(MiB);
     expect(sha(await client.open(path))).toBe(sha(first));
@@ -399,10 +410,11 @@ describe("BlockPool storage: replicated blocks on 4 data nodes", () => {
     await cluster.waitFor(
       async () => (await cluster.status()).deadDataNodes === 1,
       "the killed node declared dead",
+      DECLARED_DEAD_WITHIN_MS,
     );
     await cluster.waitFor(fullyReplicated, "replication back to 3 on the 3 live nodes");
     await readAll();
-  });
+  }, 240_000);
 
   it("replays the edit log after kill -9 of the name node: same namespace, same files", async () => {
     const snapshot = async () => {

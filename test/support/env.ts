@@ -8,6 +8,8 @@ export interface TestEnv {
   kafkaBrokers: string[];
   postgresUrl: string;
   redisUrl: string;
+  /** amqp://user:password@host:port of the test environment's RabbitMQ. */
+  rabbitmqUrl: string;
   ffmpeg: string;
   helm: string;
   /** The Hadoop Java client's jars (hadoop-client-api/-runtime), for FsShell over webhdfs://. */
@@ -52,6 +54,7 @@ export function testEnv(): TestEnv {
     kafkaBrokers: need("TRIBUTARY_TESTENV_KAFKA_BROKERS").split(","),
     postgresUrl: need("TRIBUTARY_TESTENV_POSTGRES_URL"),
     redisUrl: need("TRIBUTARY_TESTENV_REDIS_URL"),
+    rabbitmqUrl: need("TRIBUTARY_TESTENV_RABBITMQ_URL"),
     ffmpeg: need("TRIBUTARY_TESTENV_FFMPEG"),
     helm: need("TRIBUTARY_TESTENV_HELM"),
     hadoopLibs: need("TRIBUTARY_TESTENV_HADOOP_LIBS"),

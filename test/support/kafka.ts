@@ -2,7 +2,8 @@
  * A private single-node KRaft Kafka for fault tests: a test may `kill -9`, pause or restart it
  * without touching the shared brokers of `scripts/testenv` that other test files use. It runs
  * the same jars (`~/.cache/tributary/kafka-<version>/libs`) and the same java command as
- * `scripts/testenv`'s kafka_java, on ports of its own (39092 and up) and a temporary directory.
+ * `scripts/testenv`'s kafka_java, on ports of its own (test/support/ports.ts: below the ephemeral
+ * range, so a restart finds them free) and a temporary directory.
  *
  * With `sasl`, the broker also listens with SASL_PLAINTEXT (SCRAM-SHA-512) on `saslBrokers`, the
  * user's SCRAM credentials written at format time. With `tls`, it listens with SSL on `tlsBrokers`,
@@ -11,14 +12,14 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import kafkajs from "kafkajs";
+import { listening, releasePorts, reservedPorts } from "./ports.js";
 
-const KAFKA_VERSION = "3.9.1";
+const KAFKA_VERSION = "4.4.0";
 const ROOT = resolve(import.meta.dirname, "../..");
 
 function kafkaLibs(): string {
@@ -31,24 +32,8 @@ function kafkaLibs(): string {
   return libs;
 }
 
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolvePort) => {
-    const probe = createServer();
-    probe.once("error", () => resolvePort(false));
-    probe.listen(port, "127.0.0.1", () => probe.close(() => resolvePort(true)));
-  });
-}
-
-/** `count` free consecutive ports from 39092 up, picked at random so parallel test files rarely collide. */
-async function freePorts(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 39092 + count * Math.floor(Math.random() * (800 / count));
-    let free = true;
-    for (let i = 0; i < count && free; i++) free = await portFree(port + i);
-    if (free) return port;
-  }
-  throw new Error(`no ${count} free consecutive ports between 39092 and 39892 for a private Kafka broker`);
-}
+/** The broker could not bind one of its ports: something took it after the probe. */
+class PortTakenError extends Error {}
 
 export interface PrivateKafkaOptions {
   /** A SCRAM-SHA-512 user the SASL listener accepts. */
@@ -141,10 +126,19 @@ export class PrivateKafka {
 
   private constructor(
     readonly dir: string,
-    readonly port: number,
+    private firstPort: number,
     private readonly libs: string,
     private readonly options: PrivateKafkaOptions,
   ) {}
+
+  /** The PLAINTEXT port; the controller, SASL and SSL listeners take the next ones. */
+  get port(): number {
+    return this.firstPort;
+  }
+
+  private static portCount(options: PrivateKafkaOptions): number {
+    return options.tls ? 4 : options.sasl ? 3 : 2;
+  }
 
   get brokers(): string[] {
     return [`127.0.0.1:${this.port}`];
@@ -179,8 +173,8 @@ export class PrivateKafka {
   static async start(options: PrivateKafkaOptions = {}): Promise<PrivateKafka> {
     const libs = kafkaLibs();
     const dir = mkdtempSync(join(tmpdir(), "tributary-private-kafka-"));
-    const port = await freePorts(options.tls ? 4 : options.sasl ? 3 : 2);
-    const kafka = new PrivateKafka(dir, port, libs, options);
+    const count = PrivateKafka.portCount(options);
+    const kafka = new PrivateKafka(dir, await reservedPorts(count), libs, options);
     if (options.tls) await makeCertificates(dir);
     writeFileSync(join(dir, "server.properties"), kafka.properties());
     const clusterId = randomBytes(16).toString("base64url").slice(0, 22);
@@ -202,8 +196,19 @@ export class PrivateKafka {
       { timeout: 120_000 },
     );
     process.once("exit", kafka.onExit);
-    await kafka.launch();
-    return kafka;
+    // The ports were free when probed; a server that bound one since then makes the broker
+    // exit, and the first start may then move to other ports (a restart may not: clients know them).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await kafka.launch();
+        return kafka;
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || attempt === 5) throw error;
+        releasePorts(kafka.firstPort, count);
+        kafka.firstPort = await reservedPorts(count);
+        writeFileSync(join(dir, "server.properties"), kafka.properties());
+      }
+    }
   }
 
   /** `kill -9`: the broker gets no chance to flush or close its logs. */
@@ -286,7 +291,7 @@ log.segment.bytes=67108864
       "-XX:TieredStopAtLevel=1",
       "-Djava.awt.headless=true",
       `-Dkafka.logs.dir=${join(this.dir, "logs")}`,
-      `-Dlog4j.configuration=file:${join(ROOT, "testenv/kafka/log4j.properties")}`,
+      `-Dlog4j2.configurationFile=file:${join(ROOT, "testenv/kafka/log4j2.properties")}`,
       "-cp",
       `${this.libs}/*`,
     ];
@@ -295,7 +300,10 @@ log.segment.bytes=67108864
   private async launch(): Promise<void> {
     const logFile = join(this.dir, "logs", "server.log");
     rmSync(logFile, { force: true });
-    const out = openSync(join(this.dir, "stdout.log"), "a");
+    const stdoutFile = join(this.dir, "stdout.log");
+    // Appended to across restarts: what this start wrote begins here.
+    const stdoutFrom = existsSync(stdoutFile) ? statSync(stdoutFile).size : 0;
+    const out = openSync(stdoutFile, "a");
     const child = spawn("java", [...this.javaArgs(), "kafka.Kafka", join(this.dir, "server.properties")], {
       stdio: ["ignore", out, out],
     });
@@ -306,12 +314,14 @@ log.segment.bytes=67108864
     const deadline = Date.now() + 120_000;
     while (Date.now() < deadline) {
       if (!this.process) {
-        throw new Error(
-          `the private Kafka broker exited while starting (see ${join(this.dir, "stdout.log")})`,
-        );
+        const output =
+          (existsSync(logFile) ? readFileSync(logFile, "utf8") : "") +
+          readFileSync(stdoutFile).subarray(stdoutFrom).toString("utf8");
+        const message = `the private Kafka broker exited while starting (see ${stdoutFile})`;
+        throw /Address already in use/.test(output) ? new PortTakenError(message) : new Error(message);
       }
       const log = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
-      if (/Kafka Server started|KafkaRaftServer.*started/.test(log) && !(await portFree(this.port))) return;
+      if (/Kafka Server started|KafkaRaftServer.*started/.test(log) && (await listening(this.port))) return;
       await sleep(200);
     }
     throw new Error(`the private Kafka broker did not start within 120 s (see ${logFile})`);
@@ -414,14 +424,25 @@ export async function createTopics(
       topics: topics.map(({ topic, numPartitions }) => ({ topic, numPartitions, replicationFactor })),
     });
     // kafkajs's waitForLeaders gives up on the UNKNOWN_TOPIC_OR_PARTITION of a topic just created.
+    // Each broker learns of a new topic on its own, and a client may ask any of them first, so
+    // every broker is asked (a client whose only seed is that broker).
     const deadline = Date.now() + 30_000;
-    for (const { topic, numPartitions } of topics) {
-      for (;;) {
-        const metadata = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
-        const partitions = metadata?.topics[0]?.partitions ?? [];
-        if (partitions.length === numPartitions && partitions.every((p) => p.leader >= 0)) break;
-        if (Date.now() > deadline) throw new Error(`topic ${topic} has no leaders after 30 s`);
-        await sleep(100);
+    const seeds = members.map((member) => `${member.host}:${member.port}`);
+    for (const seed of seeds) {
+      const single = new kafkajs.Kafka({ brokers: [seed], logLevel: kafkajs.logLevel.NOTHING }).admin();
+      await single.connect();
+      try {
+        for (const { topic, numPartitions } of topics) {
+          for (;;) {
+            const metadata = await single.fetchTopicMetadata({ topics: [topic] }).catch(() => undefined);
+            const partitions = metadata?.topics[0]?.partitions ?? [];
+            if (partitions.length === numPartitions && partitions.every((p) => p.leader >= 0)) break;
+            if (Date.now() > deadline) throw new Error(`topic ${topic} has no leaders on ${seed} after 30 s`);
+            await sleep(100);
+          }
+        }
+      } finally {
+        await single.disconnect();
       }
     }
   } finally {

@@ -206,9 +206,9 @@ describe("defaults", () => {
       sources: [{ name: "cam", url: "rtsp://cam:554/s" }],
       topic: { name: "frames" },
     });
-    expect(spec.frames).toEqual({ fps: 1, codec: "jpeg", quality: 80 });
+    expect(spec.frames).toEqual({ fps: 1, keyFramesOnly: false, codec: "jpeg", quality: 80 });
     expect(spec.maxFrameBytes).toBe(1000000);
-    expect(spec.archive).toEqual({ enabled: false, segmentSeconds: 60 });
+    expect(spec.archive).toEqual({ enabled: false, segmentSeconds: 60, format: "mpegts", codec: "copy" });
     expect(spec.collector).toMatchObject({ replicas: 1, port: 8080 });
     expect(spec.deletionPolicy).toBe("Retain");
   });

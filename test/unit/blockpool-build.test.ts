@@ -93,6 +93,7 @@ describe("BlockPool build", () => {
   it("builds the name-node and data-node StatefulSets, their Services and budgets, all owned by the pool", () => {
     const children = desiredChildren(build());
     expect(children.map((child) => `${child.kind}/${child.metadata.name}`).sort()).toEqual([
+      "NetworkPolicy/lake-access",
       "PersistentVolumeClaim/lake-namenode-edits",
       "PodDisruptionBudget/lake-datanode",
       "PodDisruptionBudget/lake-namenode",
@@ -118,6 +119,40 @@ describe("BlockPool build", () => {
       ]);
       expect(child.metadata.labels?.["app.kubernetes.io/managed-by"]).toBe("tributary");
     }
+  });
+
+  it("admits to the pool's pods only the pool, the operator, labelled clients and allowFrom; none when disabled", () => {
+    const policyOf = (spec: unknown, operatorNamespace?: string) =>
+      desiredChildren({ ...build(spec), operatorNamespace }).find((child) => child.kind === "NetworkPolicy");
+    const peers = (policy: KubeObject | undefined) =>
+      (policy!.spec as { ingress: { from: unknown[] }[] }).ingress[0]!.from;
+    const pool = { "app.kubernetes.io/name": "blockpool", "app.kubernetes.io/instance": "lake" };
+    const operatorPods = {
+      "app.kubernetes.io/component": "operator",
+      "app.kubernetes.io/part-of": "tributary",
+    };
+    expect(peers(policyOf({}))).toEqual([
+      { podSelector: { matchLabels: pool } },
+      // No operator namespace known: the operator's pods in any namespace.
+      { podSelector: { matchLabels: operatorPods }, namespaceSelector: {} },
+      { podSelector: { matchLabels: { "tributary.dev/blockpool-client": "lake" } } },
+    ]);
+    const extra = { namespaceSelector: { matchLabels: { team: "analytics" } } };
+    expect(peers(policyOf({ networkPolicy: { allowFrom: [extra] } }, "ops"))).toEqual([
+      { podSelector: { matchLabels: pool } },
+      {
+        podSelector: { matchLabels: operatorPods },
+        namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ops" } },
+      },
+      { podSelector: { matchLabels: { "tributary.dev/blockpool-client": "lake" } } },
+      extra,
+    ]);
+    // Every pod of the pool is selected: both StatefulSets' pods carry the pool's labels.
+    const policy = policyOf({});
+    expect(policy?.spec).toMatchObject({ podSelector: { matchLabels: pool }, policyTypes: ["Ingress"] });
+    for (const set of desiredChildren(build()).filter((child) => child.kind === "StatefulSet"))
+      expect((set as unknown as Workload).spec.template.metadata.labels).toMatchObject(pool);
+    expect(policyOf({ networkPolicy: { enabled: false } })).toBeUndefined();
   });
 
   it("runs active + standby name nodes and the data nodes from the operator's image and role command", () => {

@@ -13,9 +13,12 @@ import {
   probeNameNodes,
   putDecommission,
 } from "../../src/controllers/blockpool/nameNodeClient.js";
+import { unusedPort } from "../support/ports.js";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 
+/** The deadline of a call that should be answered: it only bounds a hang. */
+const ANSWER_MS = 30_000;
 const servers: Server[] = [];
 const requests: { url: string; method: string; body: string }[] = [];
 
@@ -94,11 +97,7 @@ beforeAll(async () => {
   standby = await serve(nameNode("standby"));
   // Accepts the connection and never answers: a name node stuck, or a black-holed route.
   silent = await serve(() => {});
-  // A port nobody listens on: bound, then closed.
-  const closed = await serve(() => {});
-  const server = servers.pop()!;
-  await new Promise((resolve) => server.close(resolve));
-  refused = closed;
+  refused = `http://127.0.0.1:${await unusedPort()}`;
 });
 
 afterAll(async () => {
@@ -110,7 +109,7 @@ afterAll(async () => {
 
 describe("the name-node client", () => {
   it("reads /status, keeping the fields the operator uses", async () => {
-    const answer = await nameNodeStatus(active, 2_000);
+    const answer = await nameNodeStatus(active, ANSWER_MS);
     expect(answer).toMatchObject({ haState: "active", liveDataNodes: 2, files: 3, capacity: 1000 });
     expect(answer.datanodes).toEqual([
       { hostName: "lake-datanode-0", xferPort: 1, datanodeUuid: "a", adminState: "NORMAL" },
@@ -118,7 +117,7 @@ describe("the name-node client", () => {
   });
 
   it("PUTs the whole decommission set as JSON and returns the admin states", async () => {
-    const datanodes = await putDecommission(active, ["lake-datanode-3", "lake-datanode-4"], 2_000);
+    const datanodes = await putDecommission(active, ["lake-datanode-3", "lake-datanode-4"], ANSWER_MS);
     expect(requests.at(-1)).toEqual({
       url: "/admin/decommission",
       method: "PUT",
@@ -128,12 +127,12 @@ describe("the name-node client", () => {
       "DECOMMISSION_INPROGRESS",
       "DECOMMISSION_INPROGRESS",
     ]);
-    expect(await putDecommission(active, [], 2_000)).toEqual([]);
+    expect(await putDecommission(active, [], ANSWER_MS)).toEqual([]);
     expect(requests.at(-1)?.body).toBe('{"hosts":[]}');
   });
 
   it("a standby's 503 is an error carrying the RemoteException", async () => {
-    const refusal = await putDecommission(standby, ["lake-datanode-3"], 2_000).catch(
+    const refusal = await putDecommission(standby, ["lake-datanode-3"], ANSWER_MS).catch(
       (error: unknown) => error,
     );
     expect(refusal).toBeInstanceOf(NameNodeError);
@@ -147,14 +146,14 @@ describe("the name-node client", () => {
     await expect(nameNodeStatus(silent, 200)).rejects.toThrow(
       `GET ${silent}/status: no answer within 200 ms`,
     );
-    await expect(nameNodeStatus(refused, 2_000)).rejects.toThrow(`GET ${refused}/status: ECONNREFUSED`);
+    await expect(nameNodeStatus(refused, ANSWER_MS)).rejects.toThrow(`GET ${refused}/status: ECONNREFUSED`);
     const odd = await serve((_req, _body, res) => json(res, 200, { haState: "active" }));
-    await expect(nameNodeStatus(odd, 2_000)).rejects.toThrow(/unexpected answer \(liveDataNodes: /);
+    await expect(nameNodeStatus(odd, ANSWER_MS)).rejects.toThrow(/unexpected answer \(liveDataNodes: /);
     const html = await serve((_req, _body, res) => {
       res.writeHead(502);
       res.end("<html>bad gateway</html>");
     });
-    await expect(nameNodeStatus(html, 2_000)).rejects.toThrow(
+    await expect(nameNodeStatus(html, ANSWER_MS)).rejects.toThrow(
       `GET ${html}/status: 502 <html>bad gateway</html>`,
     );
   });
@@ -165,7 +164,7 @@ describe("the name-node client", () => {
         { pod: "lake-namenode-0", url: refused },
         { pod: "lake-namenode-1", url: active },
       ],
-      2_000,
+      ANSWER_MS,
     );
     expect(answers[0]).toEqual({
       pod: "lake-namenode-0",
@@ -181,10 +180,10 @@ describe("the name-node client", () => {
         { pod: "lake-namenode-0", url: standby },
         { pod: "lake-namenode-1", url: active },
       ],
-      2_000,
+      ANSWER_MS,
     );
     const before = requests.length;
-    const result = await decommissionThroughActive(answers, ["lake-datanode-3"], 2_000);
+    const result = await decommissionThroughActive(answers, ["lake-datanode-3"], ANSWER_MS);
     expect(result).toMatchObject({
       pod: "lake-namenode-1",
       datanodes: [{ adminState: "DECOMMISSION_INPROGRESS" }],
@@ -195,7 +194,7 @@ describe("the name-node client", () => {
     // Taken over since the probe (the one that said active is a standby now): every name node is
     // asked, the one reported active first, and every refusal is reported.
     const failedOver = answers.map((answer) => ({ ...answer, url: standby }));
-    const refusedEverywhere = await decommissionThroughActive(failedOver, ["lake-datanode-3"], 2_000);
+    const refusedEverywhere = await decommissionThroughActive(failedOver, ["lake-datanode-3"], ANSWER_MS);
     expect(refusedEverywhere).toEqual({
       error: expect.stringMatching(
         /^lake-namenode-1: PUT .* 503 StandbyException: .*; lake-namenode-0: PUT .* 503 StandbyException: /,

@@ -108,8 +108,8 @@ describe("the operator's name-node client", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
-      await putDecommission(url, [], 2_000, secret);
-      await nameNodeStatus(url, 2_000);
+      await putDecommission(url, [], 30_000, secret);
+      await nameNodeStatus(url, 30_000);
     } finally {
       server.close();
     }

@@ -6,10 +6,10 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { PipelineException, pipelineTimeoutMs, sendBlock } from "../../src/dataplane/storage/dfsClient.js";
 import type { DatanodeID } from "../../src/dataplane/storage/protocol.js";
+import { ManualClock } from "../../src/operator/workqueue.js";
 
 const STALL_MS = 200;
 const chunk = () => Buffer.alloc(64 * 1024, 7);
@@ -38,8 +38,6 @@ async function fakeDataNode(
 async function* endless(): AsyncGenerator<Buffer> {
   for (;;) yield chunk();
 }
-
-const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
 
 describe("sendBlock stall detection", () => {
   it("fails the first node when its socket takes no more bytes", async () => {
@@ -74,20 +72,56 @@ describe("sendBlock stall detection", () => {
       for await (const part of req) numBytes += (part as Buffer).length;
       res.end(JSON.stringify({ numBytes, checksum: 0 }));
     });
-    const before = timers();
-    const pause = 2 * pipelineTimeoutMs(STALL_MS, targets.length);
-    const ack = await sendBlock(
+    // Stall timers run on a clock that moves only when told: while the source is waited on, time
+    // passes ten stall timeouts; while bytes and the acknowledgement travel, none passes.
+    const clock = new ManualClock();
+    const waiting: (() => void)[] = [];
+    const sourceWaits = () => new Promise<void>((resolve) => waiting.push(resolve));
+    const sent = sendBlock(
       targets,
       { blockId: 3, generationStamp: 1 },
       (async function* () {
         for (let i = 0; i < 3; i++) {
           yield chunk();
-          await sleep(pause);
+          await sourceWaits();
         }
       })(),
-      { stallTimeoutMs: STALL_MS },
+      { stallTimeoutMs: STALL_MS, timers: clock },
     );
+    const settled = vi.fn();
+    sent.then(settled, settled);
+    for (let i = 0; i < 3; i++) {
+      await vi.waitFor(() => expect(waiting).toHaveLength(i + 1));
+      // No stall timer runs while the source is waited on.
+      expect(clock.pendingTimers).toBe(0);
+      clock.advance(10 * pipelineTimeoutMs(STALL_MS, targets.length));
+      expect(settled).not.toHaveBeenCalled();
+      waiting[i]!();
+    }
+    const ack = await sent;
     expect(ack.numBytes).toBe(3 * 64 * 1024);
-    expect(timers()).toBeLessThanOrEqual(before);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("opens a connection of its own for every block, so a node's idle timeout never names it bad", async () => {
+    const targets = await fakeDataNode(async (req, res) => {
+      let numBytes = 0;
+      for await (const part of req) numBytes += (part as Buffer).length;
+      res.end(JSON.stringify({ numBytes, checksum: 0 }));
+    });
+    const connections: unknown[] = [];
+    server!.on("connection", (socket) => connections.push(socket));
+    for (const blockId of [4, 5, 6]) {
+      const ack = await sendBlock(
+        targets,
+        { blockId, generationStamp: 1 },
+        (async function* () {
+          yield chunk();
+        })(),
+      );
+      expect(ack.numBytes).toBe(64 * 1024);
+    }
+    // A kept-alive socket would be reused here, and could meet the node's idle close mid-request.
+    expect(connections).toHaveLength(3);
   });
 });

@@ -2,7 +2,12 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { crc32c } from "../../src/dataplane/storage/crc32c.js";
+import {
+  chunkChecksums,
+  chunkedSumsEngine,
+  crc32c,
+  verifyChunkChecksums,
+} from "../../src/dataplane/storage/crc32c.js";
 import { BlockStore } from "../../src/dataplane/storage/datanode/blockStore.js";
 import { BlockManager } from "../../src/dataplane/storage/namenode/blockManager.js";
 import { EditLog, type EditRecord, FencedException } from "../../src/dataplane/storage/namenode/editLog.js";
@@ -40,7 +45,95 @@ describe("crc32c", () => {
   });
 });
 
+describe("chunked CRC32C sums (one call per packet)", () => {
+  const random = (length: number, seed: number) =>
+    Buffer.from(Array.from({ length }, (_, i) => (Math.imul(i + seed, 2654435761) >>> 13) & 0xff));
+  // One slice-by-8 call per chunk (checked against the bitwise definition above).
+  const perChunk = (data: Buffer, bytesPerChecksum: number) => {
+    const out = Buffer.alloc(Math.ceil(data.length / bytesPerChecksum) * 4);
+    for (let c = 0; c * bytesPerChecksum < data.length; c++)
+      out.writeUInt32BE(
+        crc32cBitwise(data.subarray(c * bytesPerChecksum, (c + 1) * bytesPerChecksum)),
+        c * 4,
+      );
+    return out;
+  };
+
+  for (const engine of ["wasm", "js"] as const) {
+    it(`computes and verifies every chunk's sum with the ${engine} engine`, () => {
+      const saved = process.env.TRIBUTARY_CRC32C;
+      if (engine === "js") process.env.TRIBUTARY_CRC32C = "js";
+      else delete process.env.TRIBUTARY_CRC32C;
+      try {
+        expect(chunkedSumsEngine()).toBe(engine);
+        // Lengths around a chunk, around the kernel's 4-chunk groups and its 64 KiB stage.
+        const lengths = [
+          0,
+          1,
+          511,
+          512,
+          513,
+          2047,
+          2048,
+          2049,
+          65536 - 512,
+          65536,
+          65536 + 700,
+          300 * 1024 + 5,
+        ];
+        for (const bytesPerChecksum of [512, 64, 1024, 520]) {
+          for (const length of lengths) {
+            const data = random(length, length + bytesPerChecksum);
+            const expected = perChunk(data, bytesPerChecksum);
+            expect(chunkChecksums(data, bytesPerChecksum), `${length}/${bytesPerChecksum}`).toEqual(expected);
+            const into = Buffer.alloc(expected.length + 8, 0xaa);
+            chunkChecksums(data, bytesPerChecksum, into, 8);
+            expect(into.subarray(8)).toEqual(expected);
+            expect(into.subarray(0, 8)).toEqual(Buffer.alloc(8, 0xaa));
+            expect(verifyChunkChecksums(data, into, 8, bytesPerChecksum)).toBe(-1);
+          }
+        }
+        const data = random(200 * 1024 + 77, 3);
+        const sums = chunkChecksums(data);
+        for (const at of [0, 511, 512, 64 * 1024 + 3, data.length - 1]) {
+          const corrupt = Buffer.from(data);
+          corrupt[at] = corrupt[at]! ^ 0x10;
+          expect(verifyChunkChecksums(corrupt, sums), `byte ${at}`).toBe(Math.floor(at / 512));
+        }
+      } finally {
+        if (saved === undefined) delete process.env.TRIBUTARY_CRC32C;
+        else process.env.TRIBUTARY_CRC32C = saved;
+      }
+    });
+  }
+});
+
 describe("BlockStore", () => {
+  it("checksums a replica received in pieces of any size, and reads back what it wrote", async () => {
+    const store = new BlockStore(dir);
+    await store.open();
+    const data = Buffer.from(Array.from({ length: 3 * 1024 * 1024 + 100 }, (_, i) => (i * 7919) & 0xff));
+    const writer = await store.createRbw(9, 1002);
+    let at = 0;
+    for (let piece = 0; at < data.length; piece++) {
+      const size = [1, 511, 513, 65536, 100_000, 7][piece % 6]!;
+      // A fresh buffer per piece: the writer keeps it until it is in the file.
+      await writer.write(Buffer.from(data.subarray(at, at + size)));
+      at += size;
+    }
+    const finished = await writer.finish();
+    expect(finished.numBytes).toBe(data.length);
+    const meta = await readFile(join(dir, "current", "finalized", "blk_9_1002.meta"));
+    expect(meta.subarray(7)).toEqual(chunkChecksums(data));
+    expect(finished.checksum).toBe(crc32c(meta.subarray(7)));
+    const parts: Buffer[] = [];
+    for await (const part of store.read(9)) parts.push(part);
+    expect(Buffer.concat(parts)).toEqual(data);
+    const range: Buffer[] = [];
+    for await (const part of store.read(9, 1_500_000, 1_000_000)) range.push(part);
+    expect(Buffer.concat(range)).toEqual(data.subarray(1_500_000, 2_500_000));
+  });
+
   it("finalizes a replica with per-chunk checksums and serves ranges", async () => {
     const store = new BlockStore(dir);
     await store.open();
@@ -149,6 +242,45 @@ describe("EditLog", () => {
     expect((await new EditLog(dir).readAfter(0)).length).toBe(1);
   });
 
+  it("preallocates segments with zeros and stops replay at them, and at a hole a crash left between batches", async () => {
+    const log = new EditLog(dir);
+    const epoch = (await log.claimEpoch(0))!;
+    await log.startWriting(epoch, 1);
+    for (let i = 1; i <= 3; i++) await log.append(mkdir(`/d${i}`, i, epoch));
+    await log.close();
+    const [segment] = (await readdir(dir)).filter((name) => name.startsWith("edits_"));
+    const path = join(dir, segment!);
+    const bytes = await readFile(path);
+    expect(bytes.length).toBe(1024 * 1024);
+    expect((await new EditLog(dir).readAfter(0)).map((record) => record.txid)).toEqual([1, 2, 3]);
+    // Batches are written at their own offsets, several at once: a crash may leave the second
+    // unwritten (still zeros) while the third reached the disk. Neither was acknowledged.
+    const second = 8 + bytes.readUInt32BE(0);
+    const third = second + 8 + bytes.readUInt32BE(second);
+    bytes.fill(0, second, third);
+    await writeFile(path, bytes);
+    expect((await new EditLog(dir).readAfter(0)).map((record) => record.txid)).toEqual([1]);
+  });
+
+  it("answers concurrent batches only in the order they were written", async () => {
+    const log = new EditLog(dir);
+    const epoch = (await log.claimEpoch(0))!;
+    await log.startWriting(epoch, 1);
+    const answered: number[] = [];
+    const appends: Promise<void>[] = [];
+    for (let i = 1; i <= 300; i++) {
+      appends.push(log.append(mkdir(`/d${i}`, i, epoch)).then(() => void answered.push(i)));
+      // Spread the edits over turns of the event loop, so they go out in many batches.
+      if (i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(appends);
+    expect(answered).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    await log.close();
+    expect((await new EditLog(dir).readAfter(0)).map((record) => record.txid)).toEqual(
+      Array.from({ length: 300 }, (_, i) => i + 1),
+    );
+  });
+
   it("replays a checkpoint plus later edits to the same namespace", async () => {
     const ns = new Namespace();
     const ops: EditOp[] = [
@@ -181,7 +313,7 @@ describe("EditLog", () => {
     for (const [i, op] of ops.entries()) {
       ns.apply(op);
       await log.append({ ...op, txid: i + 1, epoch: 1 });
-      if (i === 3) await log.checkpoint(4, ns.toImage());
+      if (i === 3) await log.checkpoint(4, ns.beginImage());
     }
     await log.close();
     const reader = new EditLog(dir);
@@ -208,7 +340,7 @@ describe("EditLog", () => {
       epoch: 2,
     });
     ns.apply({ op: "MKDIR", path: "/later", owner: "a", group: "g", permission: 0o755, mtime: 9 });
-    await writer.checkpoint(8, ns.toImage());
+    await writer.checkpoint(8, ns.beginImage());
     await writer.close();
     const segments = (await readdir(dir)).filter((name) => name.startsWith("edits_"));
     expect(segments.some((name) => name.endsWith("_0000000000000000001"))).toBe(false);

@@ -209,6 +209,8 @@ describe("Topic build", () => {
     expect(pool.spec.template.spec.volumes?.map((volume) => volume.name)).toEqual(["tmp"]);
     expect(container.volumeMounts?.map((mount) => mount.name)).toEqual(["tmp"]);
     expect(unsupportedSinks(input.spec)).toEqual([]);
+    // The pool's NetworkPolicy admits the sink's pods by this label.
+    expect(pool.spec.template.metadata?.labels?.["tributary.dev/blockpool-client"]).toBe("lake");
     // A pool serving WebHDFS on another port is followed.
     const [moved] = desiredChildren({ ...input, webHdfsPorts: { lake: 50070 } }) as [Deployment];
     expect(

@@ -48,7 +48,9 @@ node_network_up() {
   if ! ip link show "$NODE_BRIDGE" >/dev/null 2>&1; then
     ip link add "$NODE_BRIDGE" type bridge
   fi
-  ip addr show dev "$NODE_BRIDGE" | grep -q " $NODE_IP/" || ip addr add "$NODE_IP/24" dev "$NODE_BRIDGE"
+  # replace, not add: idempotent, where `ip addr show | grep -q` under pipefail could take a
+  # SIGPIPE for "absent" and then fail adding an address that is there.
+  ip addr replace "$NODE_IP/24" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
   # Pod -> Service -> pod crosses the host; forwarding stays confined by the chain below.
   sysctl -qw net.ipv4.ip_forward=1
@@ -376,7 +378,7 @@ EOF
 kubelet_ready() {
   curl -sf "http://127.0.0.1:$KUBELET_HEALTHZ_PORT/healthz" >/dev/null &&
     "$(kube_binary)" kubectl --kubeconfig "$KUBECONFIG_ADMIN" get node "$NODE_NAME" \
-      -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True
+      -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
 
 node_components_up() {
@@ -510,7 +512,8 @@ node_down() {
   docker_down
   "$(kube_binary)" kube-proxy --cleanup >/dev/null 2>&1 || true
   # Mounts of pod volumes and sandboxes under the run directory.
-  grep -o " $NODE_RUN/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # (None when the node never started: grep's "no match" must not end `down` under pipefail.)
+  { grep -o " $NODE_RUN/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   local netns
   for netns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do ip netns del "$netns" 2>/dev/null || true; done
   node_network_down

@@ -122,6 +122,15 @@ Claims are never deleted (they hold data), nor pods or Secrets.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+{{- /* A BlockPool's NetworkPolicy: applied, watched as an owned kind, pruned when spec.networkPolicy.enabled is false. */}}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# A CDCStream's scheduled snapshots: one Job created per scheduled time (never applied, never
+# pruned); a finished Job goes by its ttlSecondsAfterFinished, or with its CDCStream.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create"]
 # Read only: pods are made by the StatefulSet and Deployment controllers; the operator reads
 # them to report what runs and, for rack awareness, where each data node is scheduled.
 - apiGroups: [""]
@@ -140,6 +149,21 @@ Claims are never deleted (they hold data), nor pods or Secrets.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]
+# A Dag whose tasks run as Kubernetes Jobs gets a ServiceAccount for its workers and a Role that
+# lets them create and follow Jobs and read their pods' logs; the operator may only grant what it
+# holds, hence jobs and pods/log here (it never runs Jobs itself).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list", "watch", "delete"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # A repeated event bumps the series count of the first one with a patch.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -14,7 +14,7 @@ import type { BlockPoolSpec } from "../../api/blockpool.js";
 import { parseQuantity } from "../../api/common.js";
 import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
-import { childLabels, selectorLabels } from "../common.js";
+import { childLabels, instanceLabels, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
 import { withPodSecurity } from "../podSecurity.js";
 import { clusterSecretKey, clusterSecretMountPath, clusterSecretName } from "./clusterSecret.js";
@@ -42,6 +42,8 @@ export interface BlockPoolBuildInput {
   dataNodeReplicas?: number;
   /** The rack table (topology.ts) for the `<name>-topology` ConfigMap; used with spec.rackAwareness. */
   topologyTable?: string;
+  /** The operator's namespace, whose operator pods the NetworkPolicy admits; unset, any namespace's. */
+  operatorNamespace?: string | undefined;
 }
 
 export const nameNodeName = (pool: string) => `${pool}-namenode`;
@@ -58,7 +60,50 @@ export function desiredChildren(input: BlockPoolBuildInput): KubeObject[] {
     disruptionBudget(input, "namenode"),
     disruptionBudget(input, "datanode"),
     ...(input.spec.nameNodes.replicas > 1 ? [sharedEditsClaim(input)] : []),
+    ...(input.spec.networkPolicy.enabled ? [networkPolicy(input)] : []),
   ];
+}
+
+/** The label that makes a pod of the pool's namespace one of its clients, its value the pool's name. */
+export const blockPoolClientLabel = "tributary.dev/blockpool-client";
+export const networkPolicyName = (pool: string) => `${pool}-access`;
+
+/**
+ * Who may connect to the pool's name and data nodes: the pool's own pods (pipelines,
+ * re-replication, heartbeats), the operator's pods (status, decommissioning), pods of the pool's
+ * namespace labelled as its clients, and the spec's allowFrom. Everything else is refused by a
+ * network plugin that enforces NetworkPolicy. Kubelet probes come from the node and are not
+ * subject to it on the common plugins.
+ */
+export function networkPolicy(input: BlockPoolBuildInput): KubeObject {
+  const pool = input.resource.metadata.name;
+  const operatorPods = {
+    podSelector: {
+      matchLabels: { "app.kubernetes.io/component": "operator", "app.kubernetes.io/part-of": "tributary" },
+    },
+    namespaceSelector: input.operatorNamespace
+      ? { matchLabels: { "kubernetes.io/metadata.name": input.operatorNamespace } }
+      : {},
+  };
+  return {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: metadata(input, networkPolicyName(pool), "access"),
+    spec: {
+      podSelector: { matchLabels: instanceLabels(input.resource) },
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          from: [
+            { podSelector: { matchLabels: instanceLabels(input.resource) } },
+            operatorPods,
+            { podSelector: { matchLabels: { [blockPoolClientLabel]: pool } } },
+            ...input.spec.networkPolicy.allowFrom,
+          ],
+        },
+      ],
+    },
+  };
 }
 
 /** Each data-node pod's rack, one `<pod> /<rack>` line each, for the name nodes' block placement. */

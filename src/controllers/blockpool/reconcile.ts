@@ -6,7 +6,7 @@
 import { type BlockPoolSpec, blockPoolDefinition } from "../../api/blockpool.js";
 import { Reason } from "../../api/conditions.js";
 import type { Context, ControllerDefinition } from "../../operator/controller.js";
-import { builtin, type KubeObject, objectKey } from "../../operator/kube.js";
+import { builtin, type KubeObject, objectKey, type ResourceType } from "../../operator/kube.js";
 import {
   announcePodProblem,
   instanceLabels,
@@ -51,12 +51,23 @@ export interface BlockPoolControllerOptions {
   refreshMs?: number;
   /** How often a scale-down that waits for its decommission is looked at; default 5 s. */
   decommissionPollMs?: number;
+  /** The operator's own namespace, for the pools' NetworkPolicies; default POD_NAMESPACE, unset: any. */
+  operatorNamespace?: string | undefined;
 }
 
 export const inClusterNameNodeUrl = (pool: string, namespace: string, ordinal: number, port: number) =>
   `http://${nameNodeName(pool)}-${ordinal}.${nameNodeName(pool)}.${namespace}.svc:${port}`;
 
-type Settings = Required<BlockPoolControllerOptions>;
+type Settings = Required<Omit<BlockPoolControllerOptions, "operatorNamespace">> &
+  Pick<BlockPoolControllerOptions, "operatorNamespace">;
+
+/** networking.k8s.io/v1 NetworkPolicy, a child of every pool (build.ts's networkPolicy). */
+export const networkPolicyType: ResourceType = {
+  group: "networking.k8s.io",
+  version: "v1",
+  kind: "NetworkPolicy",
+  plural: "networkpolicies",
+};
 
 const replicasOf = (statefulSet: KubeObject | undefined) =>
   (statefulSet?.spec as { replicas?: number } | undefined)?.replicas;
@@ -67,7 +78,12 @@ export async function reconcileBlockPool(
   settings: Settings,
 ) {
   const spec = specOf(blockPoolDefinition, resource);
-  const input: BlockPoolBuildInput = { resource, spec, image: context.image };
+  const input: BlockPoolBuildInput = {
+    resource,
+    spec,
+    image: context.image,
+    operatorNamespace: settings.operatorNamespace,
+  };
   const problems = validateBlockPool(spec);
   if (problems.length > 0) {
     await reportProblems(context, resource, problems);
@@ -287,6 +303,7 @@ export function createBlockPoolController(
     requestTimeoutMs: options.requestTimeoutMs ?? 2_000,
     refreshMs: options.refreshMs ?? 30_000,
     decommissionPollMs: options.decommissionPollMs ?? 5_000,
+    operatorNamespace: "operatorNamespace" in options ? options.operatorNamespace : process.env.POD_NAMESPACE,
   };
   return {
     type: resourceType(blockPoolDefinition),
@@ -296,6 +313,7 @@ export function createBlockPoolController(
       builtin.podDisruptionBudget,
       builtin.persistentVolumeClaim,
       builtin.configMap,
+      networkPolicyType,
     ],
     watches: [
       // Name-node and data-node pods belong to the StatefulSets, not the pool: their labels name

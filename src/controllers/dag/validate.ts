@@ -9,7 +9,9 @@ import { scheduleProblem, timeZoneProblem } from "../schedule.js";
  * reporting the cycle's path so the user sees which edge to cut). The CRD checks only the
  * schedule's shape; its fields and time zone are checked here.
  */
-export function validateDag(spec: Pick<DagSpec, "tasks" | "schedule" | "timeZone">): SpecProblem[] {
+export function validateDag(
+  spec: Pick<DagSpec, "tasks" | "schedule" | "timeZone"> & Partial<Pick<DagSpec, "workers" | "pools">>,
+): SpecProblem[] {
   const problems: SpecProblem[] = [];
   if (spec.schedule != null) {
     const problem = scheduleProblem("spec.schedule", spec.schedule);
@@ -17,7 +19,39 @@ export function validateDag(spec: Pick<DagSpec, "tasks" | "schedule" | "timeZone
   }
   const timeZone = timeZoneProblem("spec.timeZone", spec.timeZone);
   if (timeZone) problems.push(timeZone);
-  const ids = new Set(spec.tasks.map((task) => task.id));
+  const ids = new Set<string>();
+  for (const [index, task] of spec.tasks.entries()) {
+    if (ids.has(task.id)) {
+      problems.push({
+        reason: Reason.InvalidSpec,
+        message: `spec.tasks[${index}]: the id '${task.id}' is used by an earlier task; task ids must be unique`,
+      });
+    }
+    ids.add(task.id);
+  }
+  if (spec.workers) {
+    const consumed = new Set(spec.workers.queues);
+    for (const [index, task] of spec.tasks.entries()) {
+      const queue = task.queue ?? "default";
+      if (!consumed.has(queue)) {
+        problems.push({
+          reason: Reason.InvalidSpec,
+          message: `spec.tasks[${index}] (${task.id}) is sent to queue '${queue}', which no worker consumes (spec.workers.queues: ${[...consumed].join(", ")}); it would stay queued forever`,
+        });
+      }
+    }
+  }
+  if (spec.pools) {
+    const pools = new Set(spec.pools.map((pool) => pool.name));
+    for (const [index, task] of spec.tasks.entries()) {
+      if (task.pool && !pools.has(task.pool)) {
+        problems.push({
+          reason: Reason.InvalidSpec,
+          message: `spec.tasks[${index}] (${task.id}) names pool '${task.pool}', which spec.pools does not define`,
+        });
+      }
+    }
+  }
   for (const [index, task] of spec.tasks.entries()) {
     for (const dependency of task.dependsOn ?? []) {
       if (!ids.has(dependency)) {

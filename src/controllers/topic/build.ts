@@ -17,6 +17,7 @@ import { Reason } from "../../api/conditions.js";
 import type { ClickstreamIngest, Sink, TopicSpec } from "../../api/topic.js";
 import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
+import { blockPoolClientLabel } from "../blockpool/build.js";
 import { childLabels, type SpecProblem, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
 import { withPodSecurity } from "../podSecurity.js";
@@ -55,6 +56,14 @@ export const sinkMetricsPort = 9464;
 export const blockPoolWebHdfsPort = 9870;
 
 /** The BlockPool's client Service (the active name node's WebHDFS), as the sink's host:port. */
+/**
+ * The label a BlockPool's NetworkPolicy admits (`tributary.dev/blockpool-client: <pool>`), for
+ * the pod templates of children that read or write a pool; none when they use no pool.
+ */
+export function blockPoolClientLabels(blockPool: string | undefined): Record<string, string> {
+  return blockPool ? { [blockPoolClientLabel]: blockPool } : {};
+}
+
 export function blockPoolWebHdfsAddress(
   blockPool: string,
   namespace: string | undefined,
@@ -320,8 +329,9 @@ export function sinkDeployment(input: TopicBuildInput, sink: Sink): KubeObject {
     { name: "TRIBUTARY_SINK_METRICS_PORT", value: String(sinkMetricsPort) },
     ...kafkaSecurity.env,
   ];
+  const podMeta = podMetadata(input, component);
   const generatedTemplate = {
-    metadata: podMetadata(input, component),
+    metadata: { ...podMeta, labels: { ...podMeta.labels, ...blockPoolClientLabels(blockPool?.blockPool) } },
     spec: {
       // The open file is closed and committed on SIGTERM; a large row group takes a while.
       terminationGracePeriodSeconds: 60,

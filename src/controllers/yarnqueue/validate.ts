@@ -2,6 +2,9 @@ import { Reason } from "../../api/conditions.js";
 import type { YarnQueueSpec } from "../../api/yarnqueue.js";
 import type { SpecProblem } from "../common.js";
 
+/** Siblings' capacities below 100 %: YARN refuses such a tree, so the cluster keeps its last one. */
+export const CapacityUnderAllocated = "CapacityUnderAllocated";
+
 export interface QueueNode {
   name: string;
   spec: Pick<YarnQueueSpec, "cluster" | "parent" | "capacity" | "root">;
@@ -31,6 +34,17 @@ export function validateQueue(queue: QueueNode, peers: readonly QueueNode[]): Sp
   ];
   const total = siblings.reduce((sum, sibling) => sum + (sibling.spec.capacity ?? 0), 0);
   // Capacities are percentages with fractions; compare with a tolerance for binary rounding.
+  // A missing parent is reported above: its children's sum says nothing until it exists.
+  if (problems.length === 0 && total < 100 - 1e-9) {
+    const parts = siblings
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((sibling) => `${sibling.name}=${sibling.spec.capacity ?? 0}`)
+      .join(", ");
+    problems.push({
+      reason: CapacityUnderAllocated,
+      message: `spec.capacity: the children of '${parentName ?? "root"}' in cluster '${queue.spec.cluster}' add up to ${Number(total.toFixed(6))}% (${parts}); the capacity scheduler needs them to add up to 100%`,
+    });
+  }
   if (total > 100 + 1e-9) {
     const parts = siblings
       .sort((a, b) => a.name.localeCompare(b.name))
@@ -38,7 +52,7 @@ export function validateQueue(queue: QueueNode, peers: readonly QueueNode[]): Sp
       .join(", ");
     problems.push({
       reason: Reason.CapacityExceeded,
-      message: `spec.capacity: the children of '${parentName ?? "root"}' in cluster '${queue.spec.cluster}' add up to ${Number(total.toFixed(6))}% (${parts}); they must not exceed 100%`,
+      message: `spec.capacity: the children of '${parentName ?? "root"}' in cluster '${queue.spec.cluster}' add up to ${Number(total.toFixed(6))}% (${parts}); they must add up to 100%`,
     });
   }
   return problems;

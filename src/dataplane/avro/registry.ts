@@ -13,7 +13,13 @@
  *   per-attempt nonce so compaction never removes a winning record in favour of a later loser.
  * - Compatibility is checked with avsc's resolver: `reader.createResolver(writer)` throws when the
  *   reader cannot decode what the writer wrote. BACKWARD (the default) means the new schema reads
- *   data written with the latest one, so consumers can upgrade first.
+ *   data written with the latest one, so consumers can upgrade first. A subject's level, else the
+ *   global level (a CONFIG record with subject null, as Confluent's), else `defaultCompatibility`.
+ * - Deletion follows Confluent's Schema Registry: a soft delete appends a DELETED record for the
+ *   winning registration (keyed by its nonce), after which the version is hidden from listings and
+ *   compatibility checks but its id still decodes old messages; a permanent delete of a soft-deleted
+ *   version writes tombstones for every key of that (subject, version), so compaction removes it
+ *   and the version number becomes free again.
  *
  * Wire format of an encoded message: byte 0 = magic 0, bytes 1-4 = schema id (big endian),
  * then the Avro binary encoding of the value.
@@ -21,9 +27,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import avro from "avsc";
-import type { Admin, Consumer, Kafka, Producer } from "kafkajs";
+import type { Admin, Consumer, Kafka } from "kafkajs";
 import kafkajs from "kafkajs";
 import type { Logger } from "../../log.js";
+import { IdempotentProducer, type ProducerLike } from "../idempotentProducer.js";
 import { kafkaLogCreator } from "./kafka-log.js";
 
 const { Kafka: KafkaClient, Partitioners, logLevel } = kafkajs;
@@ -57,6 +64,8 @@ export interface RegisteredSchema {
   /** The schema as JSON text, with defaults and docs (what is stored and hashed). */
   schema: string;
   type: avro.Type;
+  /** Soft-deleted: hidden from listings and compatibility checks; its id still decodes. */
+  deleted?: boolean;
 }
 
 export class SchemaRegistryError extends Error {
@@ -108,6 +117,20 @@ export class WireFormatError extends SchemaRegistryError {
   override name = "WireFormatError";
 }
 
+/**
+ * A delete that Confluent's rules refuse: soft-deleting what is already soft-deleted, or deleting
+ * permanently what was not soft-deleted first. `code` is Confluent's error code for it.
+ */
+export class DeletionRefusedError extends SchemaRegistryError {
+  override name = "DeletionRefusedError";
+  constructor(
+    readonly code: 40404 | 40405 | 40406 | 40407,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Confluent's TopicNameStrategy: the value schema of topic `t` lives under subject `t-value`. */
 export function subjectForTopic(topic: string): string {
   return `${topic}-value`;
@@ -134,6 +157,88 @@ export function parseSchema(schema: string | object | avro.Type): avro.Type {
 /** The stored form of a schema: JSON with every attribute that matters to a reader (defaults). */
 export function schemaText(type: avro.Type): string {
   return JSON.stringify(type.schema({ exportAttrs: true }));
+}
+
+/** Keys of a schema object that the underlying type exports itself. */
+const OWN_SCHEMA_KEYS = new Set([
+  "type",
+  "logicalType",
+  "name",
+  "namespace",
+  "aliases",
+  "doc",
+  "size",
+  "symbols",
+  "fields",
+  "items",
+  "values",
+  "default",
+  "order",
+]);
+
+/**
+ * A logical type that changes nothing about values: it only keeps `logicalType` and its
+ * attributes (a decimal's precision and scale) in the exported schema. avsc drops a logical type
+ * it has no implementation for, so without this the stored schema of a `timestamp-millis` field
+ * would say `long`, and a consumer outside Tributary (confluent-kafka, Spark) would read a number
+ * where the writer meant a timestamp, and bytes where it meant a decimal.
+ */
+class KeptLogicalType extends avro.types.LogicalType {
+  private readonly extraAttributes: [string, unknown][];
+
+  constructor(schema: Record<string, unknown>, opts?: avro.ForSchemaOptions) {
+    super(schema as unknown as avro.schema.AvroSchema, opts);
+    this.extraAttributes = Object.keys(schema)
+      .filter((key) => !OWN_SCHEMA_KEYS.has(key))
+      .sort()
+      .map((key) => [key, schema[key]]);
+  }
+
+  protected override _fromValue(value: unknown): unknown {
+    return value;
+  }
+
+  protected override _toValue(value: unknown): unknown {
+    return value;
+  }
+
+  protected override _resolve(type: avro.Type): ((value: unknown) => unknown) | undefined {
+    const writer = avro.Type.isType(type, "logical") ? (type as avro.types.LogicalType).underlyingType : type;
+    try {
+      this.underlyingType.createResolver(writer);
+    } catch {
+      return undefined;
+    }
+    return (value) => value;
+  }
+
+  protected override _export(schema: avro.Schema): void {
+    const exported = schema as unknown as Record<string, unknown>;
+    for (const [key, value] of this.extraAttributes) {
+      if (!(key in exported)) exported[key] = value;
+    }
+  }
+}
+
+/** Every logical type name maps to KeptLogicalType: known ones and custom ones alike. */
+const keptLogicalTypes = new Proxy({} as Record<string, new (...args: never[]) => avro.types.LogicalType>, {
+  get: () => KeptLogicalType,
+});
+
+/**
+ * The stored form of a schema given as JSON text, object or Type: `schemaText`, keeping its
+ * logical types (the runtime Type of `parseSchema` encodes their underlying values, as before).
+ * Registration, lookup and ids use this text.
+ */
+export function storedSchemaText(schema: string | object | avro.Type): string {
+  if (avro.Type.isType(schema)) return schemaText(schema as avro.Type);
+  parseSchema(schema);
+  const json = typeof schema === "string" ? JSON.parse(schema) : schema;
+  return schemaText(
+    avro.Type.forSchema(json as AvroSchema, {
+      logicalTypes: keptLogicalTypes as unknown as avro.ForSchemaOptions["logicalTypes"],
+    }),
+  );
 }
 
 /** The content-addressed id of a schema text: 31 bits of its SHA-256, never 0. */
@@ -201,9 +306,23 @@ interface SchemaKey {
   id: number;
   nonce: string;
 }
+/** Soft delete of the registration whose SCHEMA record carried `nonce`. */
+interface DeletedKey {
+  keytype: "DELETED";
+  subject: string;
+  version: number;
+  nonce: string;
+}
+/** A subject's level, or the global level when `subject` is null. A tombstone removes it. */
 interface ConfigKey {
   keytype: "CONFIG";
-  subject: string;
+  subject: string | null;
+}
+
+/** What the log holds for one (subject, version): the winner's nonce and every key to tombstone. */
+interface VersionRecords {
+  nonce: string;
+  keys: Set<string>;
 }
 interface SchemaValue {
   subject: string;
@@ -242,6 +361,10 @@ export class SchemaRegistry {
   private readonly byId = new Map<number, { text: string; type: avro.Type }>();
   private readonly subjects = new Map<string, Map<number, RegisteredSchema>>();
   private readonly configs = new Map<string, Compatibility>();
+  private globalLevel: Compatibility | undefined;
+  /** Per subject and version: the keys written for it, so a permanent delete can tombstone them all. */
+  private readonly records = new Map<string, Map<number, VersionRecords>>();
+  private consumerFailure: string | undefined;
   private readonly resolvers = new WeakMap<avro.Type, Map<number, avro.Resolver>>();
   /** The next offset of the schemas topic to apply (its single partition). */
   private nextOffset = 0n;
@@ -254,7 +377,7 @@ export class SchemaRegistry {
 
   private constructor(
     private readonly admin: Admin,
-    private readonly producer: Producer,
+    private readonly producer: ProducerLike,
     private readonly consumer: Consumer,
     options: SchemaRegistryOptions,
   ) {
@@ -283,11 +406,7 @@ export class SchemaRegistry {
     }
     const topic = options.topic ?? SCHEMAS_TOPIC;
     const admin = kafka.admin();
-    const producer = kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
+    const producer = IdempotentProducer.of(kafka, { createPartitioner: Partitioners.DefaultPartitioner });
     const groupId = `tributary-schemas-${hostname()}-${randomBytes(6).toString("hex")}`;
     const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 250, allowAutoTopicCreation: false });
     const registry = new SchemaRegistry(admin, producer, consumer, options);
@@ -297,6 +416,11 @@ export class SchemaRegistry {
       await producer.connect();
       await consumer.connect();
       await whileTopicUnknown(topic, () => consumer.subscribe({ topic, fromBeginning: true }));
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        // kafkajs restarts the consumer after a retriable crash; one it does not restart leaves
+        // this registry's view frozen, which a server must report as not ready.
+        if (!payload.restart) registry.consumerFailure = payload.error.message;
+      });
       await consumer.run({
         autoCommit: false,
         eachMessage: async ({ message }) =>
@@ -336,6 +460,22 @@ export class SchemaRegistry {
     });
   }
 
+  /** The offset after the last record of the schemas topic, as the brokers know it now. */
+  async logEnd(): Promise<bigint> {
+    const offsets = await this.endOffsets();
+    return BigInt(offsets[0]?.high ?? "0");
+  }
+
+  /** The next offset of the schemas topic this registry will apply: everything before it is known. */
+  get appliedOffset(): bigint {
+    return this.nextOffset;
+  }
+
+  /** Why the registry stopped reading its topic for good (a consumer crash kafkajs gave up on). */
+  failure(): string | undefined {
+    return this.consumerFailure;
+  }
+
   /**
    * The end of the topic. Right after the topic was created, a broker may still answer that it
    * does not know it (KRaft metadata reaches brokers one by one): retried for a few seconds.
@@ -363,8 +503,12 @@ export class SchemaRegistry {
     schema: string | object | avro.Type,
     options: RegisterOptions = {},
   ): Promise<RegisteredSchema> {
-    // Registrations from one process run one at a time; other processes are handled by the log.
-    const next = this.registerChain.then(() => this.registerOnce(subject, schema, options));
+    return this.serialized(() => this.registerOnce(subject, schema, options));
+  }
+
+  /** Writes from one process run one at a time; other processes are handled by the log. */
+  private serialized<T>(write: () => Promise<T>): Promise<T> {
+    const next = this.registerChain.then(write);
     this.registerChain = next.catch(() => undefined);
     return next;
   }
@@ -375,14 +519,14 @@ export class SchemaRegistry {
     options: RegisterOptions,
   ): Promise<RegisteredSchema> {
     this.assertOpen();
-    const type = parseSchema(schema);
-    const text = schemaText(type);
+    const text = storedSchemaText(schema);
+    const type = parseSchema(text);
     const id = schemaIdOf(text);
     for (let attempt = 1; attempt <= MAX_REGISTER_ATTEMPTS; attempt++) {
       await this.sync();
       const versions = this.subjects.get(subject);
       for (const registered of versions?.values() ?? []) {
-        if (registered.schema === text) return registered;
+        if (registered.schema === text && !registered.deleted) return registered;
       }
       const known = this.byId.get(id);
       if (known && known.text !== text) {
@@ -391,7 +535,8 @@ export class SchemaRegistry {
         );
       }
       this.assertCompatible(subject, type, options.compatibility ?? this.compatibilityOf(subject));
-      const version = latestVersion(versions) + 1;
+      // After a soft delete the numbering goes on past the deleted versions, as Confluent's does.
+      const version = latestVersion(versions, true) + 1;
       const key: SchemaKey = {
         keytype: "SCHEMA",
         subject,
@@ -434,8 +579,193 @@ export class SchemaRegistry {
     await this.sync();
   }
 
+  /** The global level (Confluent's `PUT /config`), stored as a CONFIG record with subject null. */
+  async setGlobalCompatibility(level: Compatibility): Promise<void> {
+    await this.writeConfig(null, { compatibilityLevel: level });
+  }
+
+  /** Removes a subject's own level, so the global one applies again; returns the level it had. */
+  async deleteSubjectCompatibility(subject: string): Promise<Compatibility | undefined> {
+    const previous = this.configs.get(subject);
+    await this.writeConfig(subject, null);
+    return previous;
+  }
+
+  private async writeConfig(subject: string | null, value: ConfigValue | null): Promise<void> {
+    this.assertOpen();
+    const key: ConfigKey = { keytype: "CONFIG", subject };
+    await this.producer.send({
+      topic: this.topic,
+      acks: -1,
+      messages: [{ key: JSON.stringify(key), value: value === null ? null : JSON.stringify(value) }],
+    });
+    await this.sync();
+  }
+
   compatibilityOf(subject: string): Compatibility {
-    return this.configs.get(subject) ?? this.defaultCompatibility;
+    return this.configs.get(subject) ?? this.globalCompatibility();
+  }
+
+  /** The level set for this subject alone, if any. */
+  subjectCompatibility(subject: string): Compatibility | undefined {
+    return this.configs.get(subject);
+  }
+
+  /** The level of subjects without their own: the global one from the log, else the default. */
+  globalCompatibility(): Compatibility {
+    return this.globalLevel ?? this.defaultCompatibility;
+  }
+
+  /**
+   * Why `schema` may not follow the subject's versions under `level` (the subject's by default):
+   * one message per version it conflicts with, none when compatible. With `version`, checks
+   * against that one version only (Confluent's `/compatibility/subjects/{s}/versions/{v}`).
+   */
+  compatibilityProblems(
+    subject: string,
+    schema: string | object | avro.Type,
+    options: { level?: Compatibility; version?: number } = {},
+  ): string[] {
+    const candidate = parseSchema(schema);
+    const level = options.level ?? this.compatibilityOf(subject);
+    if (level === "NONE") return [];
+    const live = this.versions(subject).reverse();
+    const against =
+      options.version !== undefined
+        ? live.filter((registered) => registered.version === options.version)
+        : level.endsWith("_TRANSITIVE")
+          ? live
+          : live.slice(0, 1);
+    const backward = level.startsWith("BACKWARD") || level.startsWith("FULL");
+    const forward = level.startsWith("FORWARD") || level.startsWith("FULL");
+    const problems: string[] = [];
+    for (const previous of against) {
+      if (backward) {
+        const reason = canRead(candidate, previous.type);
+        if (reason) {
+          problems.push(
+            `${level}: the new schema cannot read data written with version ${previous.version} (${reason})`,
+          );
+        }
+      }
+      if (forward) {
+        const reason = canRead(previous.type, candidate);
+        if (reason) {
+          problems.push(
+            `${level}: version ${previous.version} cannot read data written with the new schema (${reason})`,
+          );
+        }
+      }
+    }
+    return problems;
+  }
+
+  /**
+   * The version of `subject` that holds exactly `schema` (after the same normalisation as
+   * registration), or undefined. Soft-deleted versions count only with `includeDeleted`.
+   */
+  lookup(
+    subject: string,
+    schema: string | object | avro.Type,
+    options: { includeDeleted?: boolean } = {},
+  ): RegisteredSchema | undefined {
+    const text = storedSchemaText(schema);
+    const matches = [...(this.subjects.get(subject)?.values() ?? [])].filter(
+      (registered) => registered.schema === text && (options.includeDeleted || !registered.deleted),
+    );
+    return matches.sort((a, b) => a.version - b.version)[0];
+  }
+
+  /**
+   * Soft-deletes one version (permanent: false) or permanently deletes a soft-deleted one, as
+   * Confluent's `DELETE /subjects/{s}/versions/{v}`. Returns the version.
+   */
+  deleteVersion(subject: string, version: number, options: { permanent?: boolean } = {}): Promise<number> {
+    return this.serialized(async () => {
+      this.assertOpen();
+      await this.sync();
+      const registered = this.subjects.get(subject)?.get(version);
+      if (!registered) {
+        if (!this.subjects.has(subject)) throw new SubjectNotFoundError(subject);
+        throw new SubjectNotFoundError(subject, version);
+      }
+      if (options.permanent) {
+        if (!registered.deleted) {
+          throw new DeletionRefusedError(
+            40407,
+            `Subject '${subject}' Version ${version} was not deleted first before being permanently deleted`,
+          );
+        }
+        await this.tombstone(subject, [version]);
+      } else {
+        if (registered.deleted) {
+          throw new DeletionRefusedError(
+            40406,
+            `Subject '${subject}' Version ${version} was soft deleted. Set permanent=true to delete permanently`,
+          );
+        }
+        await this.markDeleted(subject, [version]);
+      }
+      return version;
+    });
+  }
+
+  /**
+   * Soft-deletes every version of a subject, or permanently deletes a soft-deleted subject, as
+   * Confluent's `DELETE /subjects/{s}`. Returns the versions deleted, oldest first.
+   */
+  deleteSubject(subject: string, options: { permanent?: boolean } = {}): Promise<number[]> {
+    return this.serialized(async () => {
+      this.assertOpen();
+      await this.sync();
+      const all = [...(this.subjects.get(subject)?.values() ?? [])].sort((a, b) => a.version - b.version);
+      if (all.length === 0) throw new SubjectNotFoundError(subject);
+      const live = all.filter((registered) => !registered.deleted).map((registered) => registered.version);
+      if (options.permanent) {
+        if (live.length > 0) {
+          throw new DeletionRefusedError(
+            40405,
+            `Subject '${subject}' was not deleted first before being permanently deleted`,
+          );
+        }
+        const versions = all.map((registered) => registered.version);
+        await this.tombstone(subject, versions);
+        return versions;
+      }
+      if (live.length === 0) {
+        throw new DeletionRefusedError(
+          40404,
+          `Subject '${subject}' was soft deleted. Set permanent=true to delete permanently`,
+        );
+      }
+      await this.markDeleted(subject, live);
+      return live;
+    });
+  }
+
+  private async markDeleted(subject: string, versions: number[]): Promise<void> {
+    const messages = versions.map((version) => {
+      const nonce = this.records.get(subject)?.get(version)?.nonce ?? "";
+      const key: DeletedKey = { keytype: "DELETED", subject, version, nonce };
+      return { key: JSON.stringify(key), value: JSON.stringify({ deleted: true }) };
+    });
+    await this.producer.send({ topic: this.topic, acks: -1, messages });
+    await this.sync();
+  }
+
+  /** Tombstones every key written for these versions: compaction then removes them for good. */
+  private async tombstone(subject: string, versions: number[]): Promise<void> {
+    const messages: { key: string; value: null }[] = [];
+    for (const version of versions) {
+      const records = this.records.get(subject)?.get(version);
+      if (!records) continue;
+      const deletedKey: DeletedKey = { keytype: "DELETED", subject, version, nonce: records.nonce };
+      messages.push({ key: JSON.stringify(deletedKey), value: null });
+      for (const key of records.keys) messages.push({ key, value: null });
+    }
+    if (messages.length === 0) return;
+    await this.producer.send({ topic: this.topic, acks: -1, messages });
+    await this.sync();
   }
 
   /** Throws IncompatibleSchemaError when `schema` may not follow the subject's versions. */
@@ -445,7 +775,7 @@ export class SchemaRegistry {
 
   private assertCompatible(subject: string, candidate: avro.Type, level: Compatibility): void {
     if (level === "NONE") return;
-    const versions = [...(this.subjects.get(subject)?.values() ?? [])].sort((a, b) => b.version - a.version);
+    const versions = this.versions(subject).reverse();
     if (versions.length === 0) return;
     const against = level.endsWith("_TRANSITIVE") ? versions : versions.slice(0, 1);
     const backward = level.startsWith("BACKWARD") || level.startsWith("FULL");
@@ -476,27 +806,53 @@ export class SchemaRegistry {
     }
   }
 
-  /** The latest version of a subject, or SubjectNotFoundError. */
+  /** The latest version of a subject that is not soft-deleted, or SubjectNotFoundError. */
   latest(subject: string): RegisteredSchema {
     const versions = this.subjects.get(subject);
-    const registered = versions?.get(latestVersion(versions));
+    const registered = versions?.get(latestVersion(versions, false));
     if (!registered) throw new SubjectNotFoundError(subject);
     return registered;
   }
 
-  version(subject: string, version: number): RegisteredSchema {
+  /** One version; a soft-deleted one only with `includeDeleted`. */
+  version(subject: string, version: number, options: { includeDeleted?: boolean } = {}): RegisteredSchema {
     const registered = this.subjects.get(subject)?.get(version);
-    if (!registered) throw new SubjectNotFoundError(subject, version);
+    if (!registered || (registered.deleted && !options.includeDeleted)) {
+      throw new SubjectNotFoundError(subject, version);
+    }
     return registered;
   }
 
-  /** Versions of a subject, oldest first. */
-  versions(subject: string): RegisteredSchema[] {
-    return [...(this.subjects.get(subject)?.values() ?? [])].sort((a, b) => a.version - b.version);
+  /** Versions of a subject, oldest first; soft-deleted ones only with `includeDeleted`. */
+  versions(subject: string, options: { includeDeleted?: boolean } = {}): RegisteredSchema[] {
+    return [...(this.subjects.get(subject)?.values() ?? [])]
+      .filter((registered) => options.includeDeleted || !registered.deleted)
+      .sort((a, b) => a.version - b.version);
   }
 
-  subjectNames(): string[] {
-    return [...this.subjects.keys()].sort();
+  /** Subjects with a version that is not soft-deleted (any version with `includeDeleted`). */
+  subjectNames(options: { includeDeleted?: boolean } = {}): string[] {
+    return [...this.subjects.entries()]
+      .filter(([, versions]) => [...versions.values()].some((v) => options.includeDeleted || !v.deleted))
+      .map(([subject]) => subject)
+      .sort();
+  }
+
+  /** The schema text of an id (soft-deleted ones too, so old messages decode), or undefined. */
+  schemaById(id: number): { schema: string; type: avro.Type } | undefined {
+    const known = this.byId.get(id);
+    return known ? { schema: known.text, type: known.type } : undefined;
+  }
+
+  /** Every (subject, version) that holds schema `id`. */
+  versionsOfId(id: number, options: { includeDeleted?: boolean } = {}): RegisteredSchema[] {
+    const out: RegisteredSchema[] = [];
+    for (const versions of this.subjects.values()) {
+      for (const registered of versions.values()) {
+        if (registered.id === id && (options.includeDeleted || !registered.deleted)) out.push(registered);
+      }
+    }
+    return out.sort((a, b) => a.subject.localeCompare(b.subject) || a.version - b.version);
   }
 
   /** The writer type of a schema id; reads the topic again once before giving up on an unknown id. */
@@ -590,21 +946,44 @@ export class SchemaRegistry {
   }
 
   private applyRecord(rawKey: Buffer, rawValue: Buffer | null): void {
-    const key = JSON.parse(rawKey.toString("utf8")) as SchemaKey | ConfigKey;
+    const rawKeyText = rawKey.toString("utf8");
+    const key = JSON.parse(rawKeyText) as SchemaKey | DeletedKey | ConfigKey;
     if (key.keytype === "CONFIG") {
-      if (rawValue === null) this.configs.delete(key.subject);
-      else
-        this.configs.set(
-          key.subject,
-          (JSON.parse(rawValue.toString("utf8")) as ConfigValue).compatibilityLevel,
-        );
+      const level =
+        rawValue === null
+          ? undefined
+          : (JSON.parse(rawValue.toString("utf8")) as ConfigValue).compatibilityLevel;
+      if (key.subject === null) this.globalLevel = level;
+      else if (level === undefined) this.configs.delete(key.subject);
+      else this.configs.set(key.subject, level);
       return;
     }
-    if (key.keytype !== "SCHEMA" || rawValue === null) return;
+    if (key.keytype === "DELETED") {
+      const registered = this.subjects.get(key.subject)?.get(key.version);
+      const records = this.records.get(key.subject)?.get(key.version);
+      if (rawValue !== null && registered && records?.nonce === key.nonce && !registered.deleted) {
+        this.subjects.get(key.subject)!.set(key.version, { ...registered, deleted: true });
+      }
+      return;
+    }
+    if (key.keytype !== "SCHEMA") return;
+    if (rawValue === null) {
+      this.applySchemaTombstone(key, rawKeyText);
+      return;
+    }
     const value = JSON.parse(rawValue.toString("utf8")) as SchemaValue;
     let versions = this.subjects.get(value.subject);
-    // First record wins: a later record for a taken version is a writer that lost a race.
-    if (versions?.has(value.version)) return;
+    let perVersion = this.records.get(value.subject);
+    if (!perVersion) {
+      perVersion = new Map();
+      this.records.set(value.subject, perVersion);
+    }
+    // First record wins: a later record for a taken version is a writer that lost a race. Its key
+    // is kept, so that a permanent delete tombstones it too and compaction cannot revive it.
+    if (versions?.has(value.version)) {
+      perVersion.get(value.version)?.keys.add(rawKeyText);
+      return;
+    }
     let known = this.byId.get(value.id);
     if (!known) {
       known = { text: value.schema, type: parseSchema(value.schema) };
@@ -623,12 +1002,35 @@ export class SchemaRegistry {
       schema: value.schema,
       type: known.type,
     });
+    perVersion.set(value.version, { nonce: key.nonce, keys: new Set([rawKeyText]) });
+  }
+
+  /** A permanent delete: the winner's tombstone removes the version, and its id when no longer used. */
+  private applySchemaTombstone(key: SchemaKey, rawKeyText: string): void {
+    const records = this.records.get(key.subject)?.get(key.version);
+    if (!records) return;
+    records.keys.delete(rawKeyText);
+    if (records.nonce !== key.nonce) return;
+    const versions = this.subjects.get(key.subject);
+    const removed = versions?.get(key.version);
+    versions?.delete(key.version);
+    if (versions?.size === 0) this.subjects.delete(key.subject);
+    // Losers' keys stay known until their own tombstones arrive; a version freed here may be
+    // claimed again, and its new winner starts a fresh set of keys.
+    this.records.get(key.subject)!.delete(key.version);
+    if (this.records.get(key.subject)!.size === 0) this.records.delete(key.subject);
+    if (removed && this.versionsOfId(removed.id, { includeDeleted: true }).length === 0) {
+      this.byId.delete(removed.id);
+    }
   }
 }
 
-function latestVersion(versions: Map<number, RegisteredSchema> | undefined): number {
+/** The highest version number, counting soft-deleted versions only with `includeDeleted`. */
+function latestVersion(versions: Map<number, RegisteredSchema> | undefined, includeDeleted: boolean): number {
   let latest = 0;
-  for (const version of versions?.keys() ?? []) latest = Math.max(latest, version);
+  for (const registered of versions?.values() ?? []) {
+    if (includeDeleted || !registered.deleted) latest = Math.max(latest, registered.version);
+  }
   return latest;
 }
 

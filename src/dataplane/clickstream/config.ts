@@ -5,33 +5,18 @@
 import { hostname } from "node:os";
 import { z } from "zod";
 import { SCHEMAS_TOPIC } from "../avro/registry.js";
-import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
+import {
+  booleanFlag,
+  brokerList,
+  ConfigError,
+  configUsage,
+  inputKeys,
+  parseRoleConfig,
+  positiveInteger,
+} from "../config.js";
 import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
 import { DEAD_LETTER_ENVELOPE_BYTES } from "./deadLetter.js";
 import { MAX_URL_LENGTH } from "./schema.js";
-
-const count = (what: string) =>
-  z.coerce
-    .number({ error: `${what} must be a number` })
-    .int({ error: `${what} must be a whole number` })
-    .positive({ error: `${what} must be positive` });
-
-const brokerList = z
-  .union([z.string(), z.array(z.string())])
-  .transform((value) =>
-    (Array.isArray(value) ? value : value.split(","))
-      .map((broker) => broker.trim())
-      .filter((broker) => broker.length > 0),
-  )
-  .pipe(
-    z
-      .array(z.string().regex(/^[^\s:]+:\d+$/, { error: "each broker must be host:port" }))
-      .min(1, { error: "brokers is required (host:port,host:port)" }),
-  );
-
-const flag = z
-  .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
-  .transform((value) => value === true || value === "true" || value === "1");
 
 export const collectorConfigSchema = z
   .object({
@@ -53,50 +38,56 @@ export const collectorConfigSchema = z
       .min(1)
       .max(253, { error: "collectorId must be at most 253 characters, as a pod name is" })
       .default(hostname()),
-    maxBodyBytes: count("maxBodyBytes").default(1024 * 1024),
-    maxEventsPerRequest: count("maxEventsPerRequest").default(1000),
-    maxBufferedEvents: count("maxBufferedEvents").default(20_000),
-    maxBufferedBytes: count("maxBufferedBytes").default(32 * 1024 * 1024),
-    maxBatchEvents: count("maxBatchEvents").default(1000),
+    maxBodyBytes: positiveInteger("maxBodyBytes").default(1024 * 1024),
+    maxEventsPerRequest: positiveInteger("maxEventsPerRequest").default(1000),
+    maxBufferedEvents: positiveInteger("maxBufferedEvents").default(20_000),
+    maxBufferedBytes: positiveInteger("maxBufferedBytes").default(32 * 1024 * 1024),
+    maxBatchEvents: positiveInteger("maxBatchEvents").default(1000),
     /** Below the broker's default message.max.bytes (1 MiB) for one partition's record batch. */
-    maxBatchBytes: count("maxBatchBytes").default(512 * 1024),
+    maxBatchBytes: positiveInteger("maxBatchBytes").default(512 * 1024),
     /**
      * The most of a refused body, NDJSON line or event a dead letter keeps, in bytes of its JSON;
      * the letter records the size the whole had. Kafka refuses a message over its message size,
      * and a letter it refuses would fail its request on every retry.
      */
-    deadLetterRawBytes: count("deadLetterRawBytes")
+    deadLetterRawBytes: positiveInteger("deadLetterRawBytes")
       .min(1024, { error: "deadLetterRawBytes must be at least 1024" })
       .default(64 * 1024),
     /**
      * The longest string or property name a body may hold, in characters. No field of an event is
      * longer than 8192; a body with a far longer string is no tracker's, and is refused whole (400).
      */
-    maxStringLength: count("maxStringLength").default(64 * 1024),
+    maxStringLength: positiveInteger("maxStringLength").default(64 * 1024),
     lingerMs: z.coerce.number().int().min(0).default(2),
+    /**
+     * Kafka sends in flight at once, each of partitions no other send has in flight, so a
+     * session's events stay in order; above 1, each send takes the partitions of one leader
+     * broker (pipeline.ts). One send already carries a batch per partition.
+     */
+    maxInFlightBatches: positiveInteger("maxInFlightBatches").default(1),
     /** How long a request waits for Kafka's acknowledgement before answering 503. */
-    ackTimeoutMs: count("ackTimeoutMs").default(10_000),
+    ackTimeoutMs: positiveInteger("ackTimeoutMs").default(10_000),
     /** How long a batch may wait for Kafka before the collector reports it unavailable. */
-    stallTimeoutMs: count("stallTimeoutMs").default(5_000),
-    retryAfterSeconds: count("retryAfterSeconds").default(1),
-    unavailableRetryAfterSeconds: count("unavailableRetryAfterSeconds").default(5),
+    stallTimeoutMs: positiveInteger("stallTimeoutMs").default(5_000),
+    retryAfterSeconds: positiveInteger("retryAfterSeconds").default(1),
+    unavailableRetryAfterSeconds: positiveInteger("unavailableRetryAfterSeconds").default(5),
     cookieName: z
       .string()
       .regex(/^[A-Za-z0-9_-]+$/)
       .default("tributary_sid"),
     /** 30 minutes of inactivity ends a session, as in the usual web analytics. */
-    sessionMaxAgeSeconds: count("sessionMaxAgeSeconds").default(1800),
+    sessionMaxAgeSeconds: positiveInteger("sessionMaxAgeSeconds").default(1800),
     /** Take the client IP from X-Forwarded-For's first hop (behind an ingress or load balancer). */
-    trustForwardedFor: flag.default(true),
-    shutdownTimeoutMs: count("shutdownTimeoutMs").default(20_000),
+    trustForwardedFor: booleanFlag.default(true),
+    shutdownTimeoutMs: positiveInteger("shutdownTimeoutMs").default(20_000),
     /** How long to wait at start for the topics to appear in the brokers' metadata. */
     topicWaitMs: z.coerce.number().int().min(0).default(15_000),
     /**
      * How often readiness asks a broker for the topic's metadata, so an idle collector notices
      * Kafka going away; a check gets `brokerCheckTimeoutMs` before it counts as failed.
      */
-    brokerCheckIntervalMs: count("brokerCheckIntervalMs").default(5_000),
-    brokerCheckTimeoutMs: count("brokerCheckTimeoutMs").default(3_000),
+    brokerCheckIntervalMs: positiveInteger("brokerCheckIntervalMs").default(5_000),
+    brokerCheckTimeoutMs: positiveInteger("brokerCheckTimeoutMs").default(3_000),
     ...kafkaSecurityFields,
   })
   .refine((config) => config.maxEventsPerRequest <= config.maxBufferedEvents, {

@@ -7,11 +7,12 @@ import type { Kafka } from "kafkajs";
 import { collectDefaultMetrics } from "prom-client";
 import { createLogger, type Logger } from "../../log.js";
 import { SchemaRegistry, subjectForTopic } from "../avro/registry.js";
+import { IdempotentProducer } from "../idempotentProducer.js";
 import { createKafkaClient, explainKafkaError } from "../kafkaClient.js";
 import { BrokerCheck } from "./brokerCheck.js";
 import { type CollectorConfig, ConfigError, parseCollectorConfig, usage } from "./config.js";
 import { CollectorMetrics } from "./metrics.js";
-import { CachingDefaultPartitioner } from "./partitioner.js";
+import { KnownPartitions } from "./partitioner.js";
 import { ProducePipeline } from "./pipeline.js";
 import { clickEventAvroSchema } from "./schema.js";
 import { CollectorServer } from "./server.js";
@@ -58,14 +59,12 @@ export async function startCollector(
   let brokerCheck: BrokerCheck | undefined;
   try {
     const schema = await registry.register(subjectForTopic(config.topic), clickEventAvroSchema);
-    const producer = kafka.producer({
-      // Idempotence keeps retried batches from being written twice or out of order.
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: CachingDefaultPartitioner,
+    const partitions = new KnownPartitions();
+    const producer = IdempotentProducer.of(kafka, {
+      createPartitioner: partitions.createPartitioner,
       allowAutoTopicCreation: false,
     });
-    pipeline = new ProducePipeline(producer, config, metrics, logger);
+    pipeline = new ProducePipeline(producer, config, metrics, logger, partitions);
     await pipeline.connect();
     brokerCheck = new BrokerCheck(
       kafka.admin(),

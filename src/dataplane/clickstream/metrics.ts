@@ -1,8 +1,18 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
+/** What the buffer gauges show, read when they are scraped rather than set on every request. */
+export interface BufferState {
+  bufferedEvents: number;
+  bufferedBytes: number;
+  fill: number;
+  kafkaAvailable: boolean;
+}
+
 /** The collector's Prometheus metrics, in a registry of their own so several collectors can share a process (tests, bench). */
 export class CollectorMetrics {
   readonly registry = new Registry();
+  /** The pipeline's state, set by the pipeline (`watchBuffer`); the gauges read it when collected. */
+  private bufferState: (() => BufferState) | undefined;
   readonly eventsAccepted = new Counter({
     name: "tributary_collector_events_accepted_total",
     help: "Events validated and acknowledged by Kafka on the events topic",
@@ -40,20 +50,41 @@ export class CollectorMetrics {
     name: "tributary_collector_buffered_events",
     help: "Messages waiting for or in a Kafka send",
     registers: [this.registry],
+    collect: () => {
+      const state = this.bufferState?.();
+      if (state) this.bufferedEvents.set(state.bufferedEvents);
+    },
   });
   readonly bufferedBytes = new Gauge({
     name: "tributary_collector_buffered_bytes",
     help: "Bytes of messages waiting for or in a Kafka send",
     registers: [this.registry],
+    collect: () => {
+      const state = this.bufferState?.();
+      if (state) this.bufferedBytes.set(state.bufferedBytes);
+    },
   });
   readonly bufferFill = new Gauge({
     name: "tributary_collector_buffer_fill_ratio",
     help: "The fuller of events/limit and bytes/limit; at 1 requests get 429",
     registers: [this.registry],
+    collect: () => {
+      const state = this.bufferState?.();
+      if (state) this.bufferFill.set(state.fill);
+    },
   });
   readonly kafkaAvailable = new Gauge({
     name: "tributary_collector_kafka_available",
     help: "1 when the producer is connected and its sends complete, else 0 (requests get 503)",
     registers: [this.registry],
+    collect: () => {
+      const state = this.bufferState?.();
+      if (state) this.kafkaAvailable.set(state.kafkaAvailable ? 1 : 0);
+    },
   });
+
+  /** Makes the buffer gauges show `state()` whenever they are scraped. */
+  watchBuffer(state: () => BufferState): void {
+    this.bufferState = state;
+  }
 }

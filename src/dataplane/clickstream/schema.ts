@@ -208,7 +208,7 @@ export interface FieldError {
 export type Validation = { ok: true; event: ClickEvent } | { ok: false; errors: FieldError[] };
 
 /** The fields of a valid event as zod's parse yields them (`clickEventInput`'s output). */
-type ValidInput = Pick<
+export type ValidInput = Pick<
   z.output<typeof clickEventInput>,
   "eventId" | "eventType" | "eventTime" | "sessionId"
 > & {
@@ -224,6 +224,42 @@ type ValidInput = Pick<
  * the client IP and received time are always the server's.
  */
 export function validateEvent(raw: unknown, context: ServerContext): Validation {
+  const checked = checkEvent(raw, context);
+  if (!checked.ok) return checked;
+  return { ok: true, event: completeEvent(checked.input, checked.eventId, context) };
+}
+
+/** The event a valid input makes, completed with what the server knows. */
+export function completeEvent(input: ValidInput, eventId: string, context: ServerContext): ClickEvent {
+  const { path, query } = splitUrl(input.request.url);
+  return {
+    eventId,
+    eventType: input.eventType,
+    eventTime: input.eventTime,
+    receivedAt: context.receivedAt,
+    sessionId: input.sessionId,
+    userId: input.userId ?? null,
+    userAgent: input.userAgent,
+    clientIp: context.clientIp,
+    referrer: input.referrer ?? null,
+    request: {
+      method: input.request.method,
+      url: input.request.url,
+      path,
+      query,
+      videoId: input.request.videoId ?? null,
+    },
+    collectorId: context.collectorId,
+  };
+}
+
+export type Checked = { ok: true; input: ValidInput; eventId: string } | { ok: false; errors: FieldError[] };
+
+/**
+ * `validateEvent` without building the event: the valid input and the event's id (the client's,
+ * lower-cased, or a fresh one), which the collector encodes straight into Avro (encode.ts).
+ */
+export function checkEvent(raw: unknown, context: ServerContext): Checked {
   let input: ValidInput | undefined = validInput(raw, context);
   if (input === undefined) {
     const parsed = schemaInput(raw, context);
@@ -246,29 +282,7 @@ export function validateEvent(raw: unknown, context: ServerContext): Validation 
       ],
     };
   }
-  const { path, query } = splitUrl(input.request.url);
-  return {
-    ok: true,
-    event: {
-      eventId: input.eventId?.toLowerCase() ?? randomUUID(),
-      eventType: input.eventType,
-      eventTime: input.eventTime,
-      receivedAt: context.receivedAt,
-      sessionId: input.sessionId,
-      userId: input.userId ?? null,
-      userAgent: input.userAgent,
-      clientIp: context.clientIp,
-      referrer: input.referrer ?? null,
-      request: {
-        method: input.request.method,
-        url: input.request.url,
-        path,
-        query,
-        videoId: input.request.videoId ?? null,
-      },
-      collectorId: context.collectorId,
-    },
-  };
+  return { ok: true, input, eventId: input.eventId?.toLowerCase() ?? randomUUID() };
 }
 
 const EVENT_TYPE_SET: ReadonlySet<string> = new Set(EVENT_TYPES);

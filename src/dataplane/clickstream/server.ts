@@ -34,6 +34,7 @@ import { encodeWith } from "../avro/registry.js";
 import { type BodyRefusal, parseBody, UnparseableLine } from "./body.js";
 import type { CollectorConfig } from "./config.js";
 import { boundedErrors, type DeadLetter, encodeDeadLetter, type Refused } from "./deadLetter.js";
+import { encodeClickEvent } from "./encode.js";
 import type { CollectorMetrics } from "./metrics.js";
 import {
   BufferFullError,
@@ -42,7 +43,14 @@ import {
   type ProducePipeline,
   SubmissionTooLargeError,
 } from "./pipeline.js";
-import { type FieldError, isSessionId, type ServerContext, validateEvent } from "./schema.js";
+import {
+  checkEvent,
+  clickEventType,
+  completeEvent,
+  type FieldError,
+  isSessionId,
+  type ServerContext,
+} from "./schema.js";
 
 /** The smallest transparent GIF: 1×1, one palette entry, transparent. */
 export const PIXEL_GIF = Buffer.from("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7", "base64");
@@ -70,6 +78,8 @@ class HttpError extends Error {
 export class CollectorServer {
   private readonly server: Server;
   private shuttingDown = false;
+  /** The topic's schema is ClickEvent's: events take the hand-written encoder (encode.ts). */
+  private readonly clickEvents: boolean;
 
   constructor(
     private readonly config: CollectorConfig,
@@ -79,6 +89,7 @@ export class CollectorServer {
     private readonly logger: Logger,
     private readonly brokerCheck?: { unreachableReason(): string | undefined },
   ) {
+    this.clickEvents = schema.type.fingerprint().equals(clickEventType.fingerprint());
     this.server = createServer((req, res) => {
       this.route(req, res).catch((error: unknown) => {
         this.logger.error({ error: (error as Error).stack }, "unexpected error in request handler");
@@ -112,9 +123,16 @@ export class CollectorServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://collector");
     if (this.shuttingDown) res.setHeader("Connection", "close");
     if (req.method === "OPTIONS") return this.preflight(req, res);
+    // Nearly every request is a POST of events: no URL object for those (the query means nothing
+    // to that route); anything else is parsed in full.
+    const target = req.url ?? "/";
+    const question = target.indexOf("?");
+    if (req.method === "POST" && (question < 0 ? target : target.slice(0, question)) === "/v1/events") {
+      return this.postEvents(req, res);
+    }
+    const url = new URL(target, "http://collector");
     switch (url.pathname) {
       case "/v1/events":
         if (req.method !== "POST") return this.methodNotAllowed(res, "events", "POST");
@@ -136,7 +154,7 @@ export class CollectorServer {
         const body = await this.metrics.registry.metrics();
         res.writeHead(200, { "Content-Type": this.metrics.registry.contentType });
         res.end(body);
-        this.metrics.requests.inc({ route: "metrics", code: "200" });
+        this.countRequest("metrics", 200);
         return;
       }
       default:
@@ -173,7 +191,7 @@ export class CollectorServer {
     } catch (error) {
       return this.fail(res, "events", error);
     }
-    this.json(res, "events", 200, this.count(results));
+    this.json(res, "events", 200, eventsResponseText(this.count(results)));
   }
 
   /**
@@ -223,7 +241,7 @@ export class CollectorServer {
         : {}),
     });
     res.end(req.method === "HEAD" ? undefined : PIXEL_GIF);
-    this.metrics.requests.inc({ route: "pixel", code: "200" });
+    this.countRequest("pixel", 200);
   }
 
   /** Dead-letters a body refused whole, then answers 400 with the reason. */
@@ -259,18 +277,20 @@ export class CollectorServer {
         results.push({ index, status: "refused", errors });
         return;
       }
-      const validation = validateEvent(raw, context);
-      if (validation.ok) {
-        const { event } = validation;
+      const checked = checkEvent(raw, context);
+      if (checked.ok) {
+        const { input, eventId } = checked;
         messages.push({
           topic: this.config.topic,
-          key: event.sessionId,
-          value: encodeWith(this.schema.id, this.schema.type, event),
+          key: input.sessionId,
+          value: this.clickEvents
+            ? encodeClickEvent(this.schema.id, input, eventId, context)
+            : encodeWith(this.schema.id, this.schema.type, completeEvent(input, eventId, context)),
         });
-        results.push({ index, status: "accepted", eventId: event.eventId });
+        results.push({ index, status: "accepted", eventId });
       } else {
         // Cut here, so that the client's answer is as bounded as the dead letter.
-        const errors = boundedErrors(validation.errors);
+        const errors = boundedErrors(checked.errors);
         messages.push(this.deadLetter("invalid-event", { event: raw }, index, context, errors));
         results.push({ index, status: "refused", errors });
       }
@@ -304,27 +324,16 @@ export class CollectorServer {
     };
   }
 
-  /** Resolves once Kafka acknowledged every message; throws what the client should be told. */
-  private async produce(messages: OutboundMessage[]): Promise<void> {
-    const abort = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
+  /**
+   * Resolves once Kafka acknowledged every message; throws what the client should be told. After
+   * `ackTimeoutMs` the pipeline withdraws what it has not sent and rejects (KafkaUnavailableError),
+   * with one timer for all requests rather than a timer and an AbortController each.
+   */
+  private produce(messages: OutboundMessage[]): Promise<void> {
     try {
-      const acknowledged = this.pipeline.submit(messages, abort.signal);
-      const timedOut = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(
-            new KafkaUnavailableError(
-              `Kafka did not acknowledge the events within ${this.config.ackTimeoutMs} ms`,
-            ),
-          );
-        }, this.config.ackTimeoutMs);
-      });
-      await Promise.race([acknowledged, timedOut]);
+      return this.pipeline.submit(messages, undefined, this.config.ackTimeoutMs);
     } catch (error) {
-      abort.abort();
-      throw error;
-    } finally {
-      clearTimeout(timer);
+      return Promise.reject(error);
     }
   }
 
@@ -382,7 +391,9 @@ export class CollectorServer {
         if (size <= limit) chunks.push(chunk);
       });
       req.on("end", () =>
-        size > limit ? reject(tooLarge(`at least ${size}`)) : resolve(Buffer.concat(chunks, size)),
+        size > limit
+          ? reject(tooLarge(`at least ${size}`))
+          : resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)),
       );
       req.on("error", reject);
     });
@@ -440,35 +451,72 @@ export class CollectorServer {
       "Access-Control-Max-Age": "86400",
     });
     res.end();
-    this.metrics.requests.inc({ route: "preflight", code: "204" });
+    this.countRequest("preflight", 204);
   }
 
   private methodNotAllowed(res: ServerResponse, route: string, allowed: string): void {
     this.json(res, route, 405, { error: `use ${allowed}` }, { Allow: allowed });
   }
 
+  /** The request counter's child per route and status, looked up once rather than per request. */
+  private readonly requestCounters = new Map<string, { inc(): void }>();
+
+  private countRequest(route: string, status: number): void {
+    const key = `${route} ${status}`;
+    let counter = this.requestCounters.get(key);
+    if (counter === undefined) {
+      counter = this.metrics.requests.labels({ route, code: String(status) });
+      this.requestCounters.set(key, counter);
+    }
+    counter.inc();
+  }
+
   private json(
     res: ServerResponse,
     route: string,
     status: number,
+    /** The JSON value, or its text already written. */
     body: unknown,
     headers: Record<string, string> = {},
   ): void {
-    const text = JSON.stringify(body);
+    const text = body instanceof JsonText ? body.text : JSON.stringify(body);
     res.writeHead(status, {
       ...headers,
       "Content-Type": "application/json",
       "Content-Length": Buffer.byteLength(text),
     });
     res.end(text);
-    this.metrics.requests.inc({ route, code: String(status) });
+    this.countRequest(route, status);
   }
 
   private text(res: ServerResponse, route: string, status: number, body: string): void {
     res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8" });
     res.end(body);
-    this.metrics.requests.inc({ route, code: String(status) });
+    this.countRequest(route, status);
   }
+}
+
+/** A response body already written as JSON. */
+class JsonText {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * `JSON.stringify(response)`, with accepted events written by hand: at 50 events a request,
+ * the generic walk over their result objects was about 1.5% of the collector's CPU.
+ */
+function eventsResponseText(response: EventsResponse): JsonText {
+  let text = `{"accepted":${response.accepted},"refused":${response.refused},"results":[`;
+  const { results } = response;
+  for (let i = 0; i < results.length; i++) {
+    const result = results[i]!;
+    if (i > 0) text += ",";
+    text +=
+      result.status === "accepted"
+        ? `{"index":${result.index},"status":"accepted","eventId":${JSON.stringify(result.eventId)}}`
+        : JSON.stringify(result);
+  }
+  return new JsonText(`${text}]}`);
 }
 
 /** Refusal reasons echo what the client sent; a header may carry only visible ASCII. */

@@ -4,14 +4,8 @@
  */
 import { hostname } from "node:os";
 import { z } from "zod";
-import { configUsage, inputKeys, parseRoleConfig } from "../config.js";
+import { configUsage, inputKeys, parseRoleConfig, positiveInteger } from "../config.js";
 import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
-
-const positive = (what: string) =>
-  z.coerce
-    .number({ error: `${what} must be a number` })
-    .int({ error: `${what} must be a whole number` })
-    .positive({ error: `${what} must be positive` });
 
 const topicName = z.string({ error: "topic is required" }).regex(/^[A-Za-z0-9._-]{1,249}$/, {
   error: "must be 1-249 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
@@ -50,11 +44,11 @@ export const sinkConfigSchema = z
     /** The directory in the BlockPool the files go to. */
     targetPath: z.string().startsWith("/", { error: "targetPath must be an absolute path" }).optional(),
     /** 128 MiB: one HDFS block, the usual target size of a data-lake file. */
-    rollMaxBytes: positive("rollMaxBytes").default(128 * 1024 * 1024),
+    rollMaxBytes: positiveInteger("rollMaxBytes").default(128 * 1024 * 1024),
     /** Ten minutes: how long records may wait in an open file before they are durable and committed. */
-    rollMaxAgeMs: positive("rollMaxAgeMs").default(10 * 60 * 1000),
+    rollMaxAgeMs: positiveInteger("rollMaxAgeMs").default(10 * 60 * 1000),
     /** 50,000 clickstream rows are a few MB of Parquet: statistics stay selective, memory stays small. */
-    rowGroupRows: positive("rowGroupRows").default(50_000),
+    rowGroupRows: positiveInteger("rowGroupRows").default(50_000),
     /** Values: Confluent wire format with the schema registry, or JSON objects of `schemaFile`. */
     valueFormat: z.enum(["confluent-avro", "json"]).default("confluent-avro"),
     schemaFile: z.string().optional(),
@@ -64,7 +58,7 @@ export const sinkConfigSchema = z
     timestampFields: list("timestampFields").default(["eventTime", "receivedAt"]),
     deadLetterTopic: topicName.optional(),
     /** A killed sink's partitions move to the others after this long (the broker allows 6 s to 30 min). */
-    sessionTimeoutMs: positive("sessionTimeoutMs").default(30_000),
+    sessionTimeoutMs: positiveInteger("sessionTimeoutMs").default(30_000),
     writerId: z
       .string()
       .regex(/^[A-Za-z0-9_]{1,64}$/, { error: "writerId must be 1-64 characters of A-Z, a-z, 0-9 or _" })

@@ -1,5 +1,6 @@
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage, Producer } from "kafkajs";
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
 import type { Logger } from "../../log.js";
+import { IdempotentProducer } from "../idempotentProducer.js";
 import { createKafkaClient, type KafkaSecurity } from "../kafkaClient.js";
 import type { RecordDecoder } from "./decode.js";
 import { type RecordFileWriterFactory, RecordRejectedError } from "./format.js";
@@ -10,6 +11,8 @@ import type { SinkTarget } from "./target.js";
 
 export interface SinkOptions {
   brokers: string[];
+  /** A client to use instead of one made from `brokers` and `security`. */
+  kafka?: Kafka;
   /** TLS and SASL towards the brokers. */
   security?: KafkaSecurity;
   topic: string;
@@ -50,7 +53,7 @@ export const DEAD_LETTER_HEADERS = {
 export class Sink {
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;
-  private readonly producer: Producer;
+  private readonly producer: IdempotentProducer;
   private readonly partitions = new Map<number, PartitionWriter>();
   private readonly eventTimeField: string | undefined;
   /** Batches, the age timer and shutdown touch the same files: they run one at a time. */
@@ -70,12 +73,14 @@ export class Sink {
 
   constructor(private readonly options: SinkOptions) {
     this.eventTimeField = options.eventTimeField;
-    this.kafka = createKafkaClient({
-      clientId: options.clientId ?? `tributary-sink-${options.writerId}`,
-      brokers: options.brokers,
-      security: options.security,
-      logger: options.log,
-    });
+    this.kafka =
+      options.kafka ??
+      createKafkaClient({
+        clientId: options.clientId ?? `tributary-sink-${options.writerId}`,
+        brokers: options.brokers,
+        security: options.security,
+        logger: options.log,
+      });
     const sessionTimeout = options.sessionTimeoutMs ?? 30_000;
     this.consumer = this.kafka.consumer({
       groupId: options.groupId,
@@ -85,7 +90,7 @@ export class Sink {
     });
     // Idempotent with acks from all in-sync replicas: a dead letter is acknowledged before the
     // offset that passes its record is committed.
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    this.producer = IdempotentProducer.of(this.kafka);
   }
 
   live(): boolean {
@@ -103,9 +108,12 @@ export class Sink {
     });
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       this.joined = true;
+      // The revoked partitions leave `partitions` before anything already queued runs: an age roll
+      // queued during the rebalance must not close a file of a partition another member now reads
+      // again from the committed offset. Their open files are dropped in turn.
+      const revoked = this.takeRevoked(new Set(payload.memberAssignment[options.topic] ?? []));
       this.rebalancing = false;
-      const assigned = new Set(payload.memberAssignment[options.topic] ?? []);
-      void this.exclusive(() => this.dropRevoked(assigned)).catch((error: unknown) =>
+      void this.exclusive(() => this.dropRevoked(revoked)).catch((error: unknown) =>
         options.log.error({ err: error }, "dropping revoked partitions failed"),
       );
     });
@@ -185,6 +193,7 @@ export class Sink {
   }: EachBatchPayload): Promise<void> {
     if (!this.running || batch.isEmpty()) return;
     const { topic, partition } = batch;
+    let rejoin: unknown;
     try {
       let writer = this.partitions.get(partition);
       if (!writer) {
@@ -192,16 +201,31 @@ export class Sink {
         await writer.recover(BigInt(batch.messages[0]!.offset));
         this.partitions.set(partition, writer);
       }
-      let handled = 0;
       for (const message of batch.messages) {
         if (!this.running || !isRunning() || isStale()) break;
         await this.handleMessage(writer, message);
         resolveOffset(message.offset);
-        // A batch of a big backlog may take longer than the session timeout to write.
-        if (++handled % 2_000 === 0) await heartbeat();
+        // kafkajs heartbeats on its own only between batches, and a batch that closes many files
+        // (each written durably and renamed) can outlast the session timeout: the group would
+        // give the partition to another member and every commit of this one would fail.
+        // heartbeat() sends at most one request per heartbeatInterval, so asking after each
+        // record costs nothing (kafkajs's eachMessage does the same).
+        try {
+          await heartbeat();
+        } catch (error) {
+          if (!mustRejoin(error)) throw error;
+          rejoin = error;
+          break;
+        }
       }
-      await writer.commitIfAdvanced();
-      this.options.metrics.setLag(topic, partition, Number(BigInt(batch.highWatermark) - writer.nextOffset));
+      if (rejoin === undefined) {
+        await writer.commitIfAdvanced();
+        this.options.metrics.setLag(
+          topic,
+          partition,
+          Number(BigInt(batch.highWatermark) - writer.nextOffset),
+        );
+      }
     } catch (error) {
       // The partition's file state can no longer be trusted: drop it and read again from the
       // committed offset; closed files tell the new writer what is already durable.
@@ -211,6 +235,10 @@ export class Sink {
       );
       await this.resetPartition(partition);
     }
+    // The group is rebalancing: the batch ends here, and kafkajs rejoins on this error. The
+    // partition's open file stays as it is: kept, the partition goes on from it (the records read
+    // again are passed over); revoked, the join drops it.
+    if (rejoin !== undefined) throw rejoin;
   }
 
   private async handleMessage(writer: PartitionWriter, message: KafkaMessage): Promise<void> {
@@ -295,10 +323,11 @@ export class Sink {
   }
 
   private async rollAgedFiles(): Promise<void> {
-    // A partition may be moving to another member: closing its file now could race the new
-    // owner, which starts from the committed offset. Batches (and sizes) resume after the join.
-    if (!this.running || this.rebalancing) return;
     for (const writer of this.partitions.values()) {
+      // A partition may be moving to another member: closing its file now could race the new
+      // owner, which starts from the committed offset. Asked before each file, as a rebalance may
+      // begin while an earlier one closes; batches (and sizes) resume after the join.
+      if (!this.running || this.rebalancing) return;
       try {
         await writer.rollIfAged();
       } catch (error) {
@@ -340,14 +369,35 @@ export class Sink {
     }
   }
 
-  private async dropRevoked(assigned: Set<number>): Promise<void> {
-    for (const [partition, writer] of this.partitions) {
-      if (assigned.has(partition)) continue;
-      this.partitions.delete(partition);
-      this.options.metrics.forgetPartition(this.options.topic, partition);
+  /** Removes the writers of partitions no longer assigned to this member and returns them. */
+  private takeRevoked(assigned: Set<number>): PartitionWriter[] {
+    const revoked = [...this.partitions.values()].filter((writer) => !assigned.has(writer.partition));
+    for (const writer of revoked) this.partitions.delete(writer.partition);
+    return revoked;
+  }
+
+  private async dropRevoked(revoked: PartitionWriter[]): Promise<void> {
+    const { topic, metrics, log } = this.options;
+    for (const writer of revoked) {
+      metrics.forgetPartition(topic, writer.partition);
       // Not closed: the new owner starts from the committed offset, which is this file's first.
       await writer.abort();
-      this.options.log.info({ topic: this.options.topic, partition }, "partition revoked; open file dropped");
+      log.info({ topic, partition: writer.partition }, "partition revoked; open file dropped");
     }
   }
+}
+
+/**
+ * Whether a heartbeat failed because this member must join the group again, the errors on which
+ * kafkajs's runner rejoins (its own isRebalancing, and an unknown member id after a session
+ * expiry).
+ */
+function mustRejoin(error: unknown): boolean {
+  const type = (error as { type?: unknown } | undefined)?.type;
+  return (
+    type === "REBALANCE_IN_PROGRESS" ||
+    type === "NOT_COORDINATOR_FOR_GROUP" ||
+    type === "ILLEGAL_GENERATION" ||
+    type === "UNKNOWN_MEMBER_ID"
+  );
 }

@@ -4,15 +4,19 @@
  * the data goes there. Given both name nodes of a pool, it follows the active one: a
  * StandbyException or a refused connection moves on to the other until `failoverTimeoutMs`.
  */
+import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { request as httpRequest, type IncomingMessage } from "node:http";
+import { SEND_WINDOW_BYTES } from "./blockTransfer.js";
 import {
-  isConnectionError,
+  CALL_ID_HEADER,
+  CLIENT_ID_HEADER,
   parseRemoteException,
   RemoteException,
   readBody,
   splitAddress,
 } from "./protocol.js";
+import { failoverPolicy, withRetries } from "./retry.js";
 
 export interface FileStatus {
   accessTime: number;
@@ -66,6 +70,9 @@ interface Response {
 
 export class WebHdfsClient {
   private active = 0;
+  /** With a call id per operation, what the name node's retry cache keys a retried DELETE, RENAME or MKDIRS by. */
+  private readonly clientId = randomUUID();
+  private nextCallId = 0;
   private readonly user: string;
   private readonly failoverTimeoutMs: number;
 
@@ -173,17 +180,18 @@ export class WebHdfsClient {
    */
   private async withDataNode<T>(data: Body | undefined, step: () => Promise<T>): Promise<T> {
     const replayable = data === undefined || typeof data === "string" || data instanceof Uint8Array;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await step();
-      } catch (error) {
-        const refused = (error as NodeJS.ErrnoException).code === "ECONNREFUSED";
-        const busy = error instanceof RemoteException && error.exception === "RetriableException";
-        if (!(refused || busy) || !replayable || attempt >= 8) throw error;
-        const retryAfterMs = busy ? ((error as RemoteException).retryAfterSeconds ?? 0) * 1000 : 0;
-        await new Promise((resolve) => setTimeout(resolve, Math.max(retryAfterMs, 200 * attempt)));
-      }
-    }
+    const busy = (error: unknown): error is RemoteException =>
+      error instanceof RemoteException && error.exception === "RetriableException";
+    return withRetries(
+      {
+        retriable: (error) =>
+          replayable && ((error as NodeJS.ErrnoException).code === "ECONNREFUSED" || busy(error)),
+        delayMs: (next, error) =>
+          Math.max(busy(error) ? (error.retryAfterSeconds ?? 0) * 1000 : 0, 200 * (next - 1)),
+        maxAttempts: 8,
+      },
+      step,
+    );
   }
 
   private async json<T>(
@@ -221,27 +229,21 @@ export class WebHdfsClient {
   ): Promise<Response> {
     const query = new URLSearchParams({ ...params, op, "user.name": this.user }).toString();
     const encoded = path.split("/").map(encodeURIComponent).join("/");
-    const deadline = Date.now() + this.failoverTimeoutMs;
     const addresses = this.options.nameNodes;
-    let delay = 100;
-    for (let attempt = 0; ; attempt++) {
-      const index = (this.active + attempt) % addresses.length;
-      try {
-        const response = await send(method, `http://${addresses[index]}/webhdfs/v1${encoded}?${query}`);
-        if (response.status >= 400) throw parseRemoteException(response.status, response.body);
-        this.active = index;
-        return response;
-      } catch (error) {
-        const retriable =
-          isConnectionError(error) ||
-          (error instanceof RemoteException && error.exception === "StandbyException");
-        if (!retriable || Date.now() > deadline) throw error;
-        if ((attempt + 1) % addresses.length === 0) {
-          await new Promise((resolve) => setTimeout(resolve, delay));
-          delay = Math.min(delay * 2, 1_000);
-        }
-      }
-    }
+    const ids = { [CLIENT_ID_HEADER]: this.clientId, [CALL_ID_HEADER]: String(this.nextCallId++) };
+    const first = this.active;
+    return withRetries(failoverPolicy(addresses.length, this.failoverTimeoutMs), async (attempt) => {
+      const index = (first + attempt - 1) % addresses.length;
+      const response = await send(
+        method,
+        `http://${addresses[index]}/webhdfs/v1${encoded}?${query}`,
+        undefined,
+        ids,
+      );
+      if (response.status >= 400) throw parseRemoteException(response.status, response.body);
+      this.active = index;
+      return response;
+    });
   }
 
   private async expect(response: Response, status: number): Promise<void> {
@@ -250,7 +252,12 @@ export class WebHdfsClient {
   }
 }
 
-function send(method: string, url: string, body?: Body): Promise<Response> {
+function send(
+  method: string,
+  url: string,
+  body?: Body,
+  headers: Record<string, string> = {},
+): Promise<Response> {
   const parsed = new URL(url);
   const [host, port] = splitAddress(parsed.host);
   const fixed =
@@ -265,7 +272,10 @@ function send(method: string, url: string, body?: Body): Promise<Response> {
       port,
       method,
       path: `${parsed.pathname}${parsed.search}`,
-      headers: fixed ? { "content-length": fixed.length } : { "transfer-encoding": "chunked" },
+      headers: {
+        ...headers,
+        ...(fixed ? { "content-length": fixed.length } : { "transfer-encoding": "chunked" }),
+      },
     });
     req.on("error", reject);
     req.on("response", (res) => {
@@ -294,8 +304,10 @@ function send(method: string, url: string, body?: Body): Promise<Response> {
       return;
     }
     (async () => {
+      // A window of a few MiB rather than a wait per piece: the data node always has the next
+      // bytes in its socket while it stores and forwards the ones before (as a block is sent).
       for await (const chunk of body as AsyncIterable<Buffer | Uint8Array | string>) {
-        if (!req.write(chunk)) await once(req, "drain");
+        if (!req.write(chunk) && req.writableLength >= SEND_WINDOW_BYTES) await once(req, "drain");
       }
       req.end();
     })().catch((error) => req.destroy(error as Error));

@@ -5,24 +5,16 @@
  * `TRIBUTARY_REPLICATION`, `TRIBUTARY_BLOCK_SIZE`, `TRIBUTARY_WEBHDFS_PORT`).
  */
 import { z } from "zod";
-import { ConfigError, configUsage, inputKeys, parseRoleConfig } from "../config.js";
+import { ConfigError, commaList, configUsage, inputKeys, parseRoleConfig } from "../config.js";
 
 import { loadClusterSecret } from "./clusterAuth.js";
 
 export { ConfigError };
 
-export const addressList = z
-  .union([z.string(), z.array(z.string())])
-  .transform((value) =>
-    (Array.isArray(value) ? value : value.split(","))
-      .map((address) => address.trim())
-      .filter((address) => address.length > 0),
-  )
-  .pipe(
-    z
-      .array(z.string().regex(/^[^\s]+:\d+$/, { error: "each address must be host:port" }))
-      .min(1, { error: "at least one host:port is required" }),
-  );
+export const addressList = commaList(
+  z.string().regex(/^[^\s]+:\d+$/, { error: "each address must be host:port" }),
+  "at least one host:port is required",
+);
 
 export const port = z.coerce.number().int().min(0).max(65535);
 export const positive = z.coerce.number().int().positive();

@@ -1,29 +1,49 @@
 /**
- * The HDFS client's two halves: RPC to the active name node (following failover between the
- * configured name nodes) and the block data path (pipelined writes to data nodes, verified reads
- * from the closest good replica). Data nodes use it to serve WebHDFS's second step and to copy
- * blocks for re-replication.
+ * The HDFS client: RPC to the active name node (following failover between the configured name
+ * nodes), and files written and read over the block data path (blockTransfer.ts: pipelined
+ * writes, verified reads from the closest good replica; striped.ts for coded files). Data nodes
+ * use it to serve WebHDFS's second step and to copy blocks for re-replication.
  */
-import { once } from "node:events";
-import { request as httpRequest } from "node:http";
+import { randomUUID } from "node:crypto";
+import { PipelineException, readReplica, sendBlock } from "./blockTransfer.js";
 import {
+  CALL_ID_HEADER,
+  CLIENT_ID_HEADER,
   type DatanodeID,
   type ExtendedBlock,
-  isConnectionError,
   type LocatedBlock,
   type LocatedBlocks,
-  parseRemoteException,
-  postJson,
   RemoteException,
-  readBody,
-  splitAddress,
   xferAddress,
 } from "./protocol.js";
+import { failoverPolicy, withRetries } from "./retry.js";
+import { callNameNode } from "./rpcConnection.js";
 import { type GroupAck, readBlockGroup, writeBlockGroup } from "./striped.js";
 
-/** Calls the active name node among `addresses`, retrying on the standby or on a dead peer until `failoverTimeoutMs`. */
+// The block data path lives in blockTransfer.ts; the data node and the tests take it from here too.
+export {
+  type BlockAck,
+  BlockSender,
+  DEFAULT_STALL_TIMEOUT_MS,
+  FIRST_BAD_LINK_HEADER,
+  PipelineException,
+  pipelineTimeoutMs,
+  readReplica,
+  type SendOptions,
+  sendBlock,
+} from "./blockTransfer.js";
+
+/**
+ * Calls the active name node among `addresses` (over the process's shared framed connection to
+ * each, rpcConnection.ts), retrying on the standby or on a dead peer until
+ * `failoverTimeoutMs`. Every call carries this client's id and its own call id, the same on each
+ * retry of it, so the name node's retry cache answers a retried create, append, addBlock or
+ * complete with its first answer (HDFS's RPC header clientId and callId).
+ */
 export class NameNodeRpc {
   private active = 0;
+  readonly clientId = randomUUID();
+  private nextCallId = 0;
 
   constructor(
     readonly addresses: string[],
@@ -33,227 +53,21 @@ export class NameNodeRpc {
   }
 
   async call<T>(method: string, body: unknown): Promise<T> {
-    const deadline = Date.now() + this.failoverTimeoutMs;
-    let delay = 100;
-    for (let attempt = 0; ; attempt++) {
-      const index = (this.active + attempt) % this.addresses.length;
-      try {
-        const result = await postJson<T>(this.addresses[index]!, `/rpc/${method}`, body);
-        this.active = index;
-        return result;
-      } catch (error) {
-        const retriable =
-          isConnectionError(error) ||
-          (error instanceof RemoteException && error.exception === "StandbyException");
-        if (!retriable || Date.now() > deadline) throw error;
-        // A full round over the name nodes found no active one: wait for a failover to finish.
-        if ((attempt + 1) % this.addresses.length === 0) {
-          await new Promise((resolve) => setTimeout(resolve, delay));
-          delay = Math.min(delay * 2, 1_000);
-        }
-      }
-    }
-  }
-}
-
-export interface BlockAck {
-  numBytes: number;
-  checksum: number;
-}
-
-/**
- * Set by a data node on a failed block write: the datanodeUuid of the first node of the pipeline
- * that failed (HDFS's firstBadLink). Absent, the answering node failed itself.
- */
-export const FIRST_BAD_LINK_HEADER = "x-tributary-first-bad-link";
-
-/**
- * A write pipeline broke and `badNode` is the first node of it that failed: every node before it
- * still works, so the writer excludes that one node and builds a new pipeline.
- */
-export class PipelineException extends RemoteException {
-  constructor(
-    message: string,
-    readonly badNode: DatanodeID,
-  ) {
-    super("IOException", message);
-  }
-}
-
-/**
- * HDFS's dfs.client.socket-timeout: how long a hop of a write pipeline may make no progress while
- * it has bytes to move (or owes an acknowledgement) before its node counts as failed.
- */
-export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
-
-/**
- * How long a sender waits on a pipeline of `nodes` nodes: the stall timeout plus an allowance per
- * node, HDFS's READ/WRITE_TIMEOUT_EXTENSION (5 s, less when the stall timeout is short). It covers
- * each node's final fsync, whatever the block's size, and makes a sender wait longer the more of
- * the pipeline lies below it, so the node next to a hung one gives up first and names it, before
- * anyone upstream blames the node in front of it.
- */
-export function pipelineTimeoutMs(stallTimeoutMs: number, nodes: number): number {
-  return stallTimeoutMs + nodes * Math.min(5_000, stallTimeoutMs / 2);
-}
-
-/** `work`, or a rejection with `timedOut()` if it has not settled within `ms`; the timer ends with it. */
-function within<T>(work: Promise<T>, ms: number, timedOut: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expiry = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), ms);
-  });
-  return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
-}
-
-export interface SendOptions {
-  /** See DEFAULT_STALL_TIMEOUT_MS. */
-  stallTimeoutMs?: number;
-}
-
-/**
- * Streams one block to `targets[0]`, which forwards it down the rest of the pipeline. Resolves
- * with the acknowledgement once every node in the pipeline holds the block durably. A broken
- * pipeline rejects with a PipelineException naming the first bad node as soon as it is known,
- * even while the source is slow; an error of the source itself is rethrown as it is.
- *
- * A hung node (stopped, or cut off without a reset) breaks nothing the kernel notices, so a hop
- * that stalls counts as failed: a write the socket does not take within pipelineTimeoutMs, or no
- * acknowledgement that long after the last byte, fails `targets[0]` (HDFS too blames the first
- * node that does not answer). Only a stall with bytes pending counts: a slow source leaves the
- * pipeline idle, not stalled. A hung node further down is named by the node in front of it, whose
- * own, shorter timeout expires first.
- */
-export async function sendBlock(
-  targets: DatanodeID[],
-  block: Pick<ExtendedBlock, "blockId" | "generationStamp">,
-  source: AsyncIterable<Buffer>,
-  { stallTimeoutMs = DEFAULT_STALL_TIMEOUT_MS }: SendOptions = {},
-): Promise<BlockAck> {
-  const [first, ...rest] = targets;
-  if (!first) throw new RemoteException("IOException", `no target for blk_${block.blockId}`);
-  const name = `blk_${block.blockId}_${block.generationStamp}`;
-  const timeoutMs = pipelineTimeoutMs(stallTimeoutMs, targets.length);
-  const stalled = (what: string) => () =>
-    new PipelineException(
-      `writing ${name} to ${xferAddress(first)} stalled: ${what} within ${timeoutMs} ms`,
-      first,
-    );
-  const [host, port] = splitAddress(xferAddress(first));
-  const req = httpRequest({
-    host,
-    port,
-    method: "PUT",
-    path: `/blocks/${block.blockId}?generationStamp=${block.generationStamp}`,
-    headers: {
-      "content-type": "application/octet-stream",
-      "transfer-encoding": "chunked",
-      "x-tributary-targets": JSON.stringify(rest),
-    },
-  });
-  const response = new Promise<BlockAck>((resolve, reject) => {
-    const lost = (error: Error) =>
-      reject(
-        new PipelineException(`writing ${name} to ${xferAddress(first)} failed: ${error.message}`, first),
+    const ids = { [CLIENT_ID_HEADER]: this.clientId, [CALL_ID_HEADER]: String(this.nextCallId++) };
+    const first = this.active;
+    return withRetries(failoverPolicy(this.addresses.length, this.failoverTimeoutMs), async (attempt) => {
+      const index = (first + attempt - 1) % this.addresses.length;
+      const result = await callNameNode<T>(
+        this.addresses[index]!,
+        { method, clientId: this.clientId, callId: ids[CALL_ID_HEADER] },
+        body,
+        undefined,
+        ids,
       );
-    req.on("error", lost);
-    req.on("response", (res) => {
-      readBody(res).then((body) => {
-        const status = res.statusCode ?? 500;
-        if (status === 200) return resolve(JSON.parse(body.toString("utf8")) as BlockAck);
-        const named = res.headers[FIRST_BAD_LINK_HEADER];
-        const bad = targets.find((node) => node.datanodeUuid === named) ?? first;
-        reject(new PipelineException(parseRemoteException(status, body).message, bad));
-      }, lost);
+      this.active = index;
+      return result;
     });
-  });
-  // Settles only on failure: raced against every wait so a broken pipeline ends the send at once.
-  const broken = new Promise<never>((_, reject) => {
-    response.catch(reject);
-  });
-  broken.catch(() => undefined);
-  const chunks = source[Symbol.asyncIterator]();
-  let sourceFailed = false;
-  const pull = () =>
-    chunks.next().catch((error: unknown) => {
-      sourceFailed = true;
-      throw error;
-    });
-  try {
-    for (;;) {
-      const step = await Promise.race([broken, pull()]);
-      if (step.done) break;
-      if (!req.write(step.value)) {
-        const drained = once(req, "drain");
-        drained.catch(() => undefined);
-        await within(Promise.race([broken, drained]), timeoutMs, stalled("the socket took no more bytes"));
-      }
-    }
-    req.end();
-  } catch (error) {
-    req.destroy();
-    // Lets a generator source close what it holds (after a pull still in flight, if any).
-    chunks.return?.().catch(() => undefined);
-    if (sourceFailed || error instanceof PipelineException) throw error;
-    // The connection failed under a write before its answer was read: the first node is the bad one.
-    throw new PipelineException(
-      `writing ${name} to ${xferAddress(first)} failed: ${(error as Error).message}`,
-      first,
-    );
   }
-  return within(response, timeoutMs, () => {
-    // Nothing else would ever close a connection to a hung node.
-    req.destroy();
-    return stalled("no acknowledgement after the last byte")();
-  });
-}
-
-/** Streams `[offset, offset+length)` of one replica from a data node; the node verifies checksums as it reads. */
-export function readReplica(
-  node: DatanodeID,
-  block: ExtendedBlock,
-  offset: number,
-  length: number,
-): Promise<AsyncIterable<Buffer>> {
-  const [host, port] = splitAddress(xferAddress(node));
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host,
-        port,
-        method: "GET",
-        path: `/blocks/${block.blockId}?generationStamp=${block.generationStamp}&offset=${offset}&length=${length}`,
-        timeout: 30_000,
-      },
-      (res) => {
-        if (res.statusCode !== 200) {
-          readBody(res).then((body) => reject(parseRemoteException(res.statusCode ?? 500, body)), reject);
-          return;
-        }
-        resolve(
-          (async function* () {
-            let received = 0;
-            for await (const chunk of res) {
-              received += (chunk as Buffer).length;
-              yield chunk as Buffer;
-            }
-            // A node that finds a corrupt chunk mid-stream breaks the response: never pass a short read off as whole.
-            if (received !== length || !res.complete) {
-              throw new RemoteException(
-                "ChecksumException",
-                `short read of blk_${block.blockId} from ${xferAddress(node)}: ${received} of ${length} bytes`,
-              );
-            }
-          })(),
-        );
-      },
-    );
-    req.on("timeout", () =>
-      req.destroy(new Error(`timed out reading blk_${block.blockId} from ${xferAddress(node)}`)),
-    );
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 /** Pulls bytes from an async iterable in block-sized runs without losing what crosses a boundary. */
@@ -374,6 +188,8 @@ export interface WriteOptions {
   append?: boolean;
   /** How long a pipeline may stall with bytes pending before its node counts as failed (see DEFAULT_STALL_TIMEOUT_MS). */
   stallTimeoutMs?: number;
+  /** Sends each block down its pipeline (default sendBlock); a data node writing as a client stores its own replica in process. */
+  sendBlock?: typeof sendBlock;
 }
 
 interface OpenedFile {
@@ -445,12 +261,13 @@ export async function writeFile(
   const abandon = (block: ExtendedBlock) =>
     rpc.call("abandonBlock", { path, clientName: options.clientName, block });
 
+  const send = options.sendBlock ?? sendBlock;
   const replicatedBlock = async () => {
     const replay = new BlockReplay(bytes.take(opened.blockSize));
     for (let attempt = 1; ; attempt++) {
       const located = await addBlock();
       try {
-        const ack = await sendBlock(located.locations, located.block, replay.chunks(), {
+        const ack = await send(located.locations, located.block, replay.chunks(), {
           stallTimeoutMs: options.stallTimeoutMs,
         });
         return {

@@ -242,16 +242,20 @@ export function sendJson(
   res.end(text);
 }
 
+/** `error` as the RemoteException a caller is answered with: an unexpected one is a 500 IOException. */
+export function asRemoteException(error: unknown): RemoteException {
+  return error instanceof RemoteException
+    ? error
+    : new RemoteException(
+        "IOException",
+        error instanceof Error ? error.message : String(error),
+        undefined,
+        500,
+      );
+}
+
 export function sendError(res: ServerResponse, error: unknown): void {
-  const remote =
-    error instanceof RemoteException
-      ? error
-      : new RemoteException(
-          "IOException",
-          error instanceof Error ? error.message : String(error),
-          undefined,
-          500,
-        );
+  const remote = asRemoteException(error);
   if (res.headersSent) {
     // Mid-stream: the only honest signal left is a broken response.
     res.destroy(remote);
@@ -292,6 +296,13 @@ export function parseRemoteException(
 }
 
 /** POSTs JSON to `http://address/path` and returns the JSON answer, or throws the RemoteException. */
+/**
+ * A client's id and the id of one of its calls, the same on every retry of that call (HDFS's RPC
+ * header clientId and callId): the name node's retry cache answers a retry with the first answer.
+ */
+export const CLIENT_ID_HEADER = "x-tributary-client-id";
+export const CALL_ID_HEADER = "x-tributary-call-id";
+
 export function postJson<T>(
   address: string,
   path: string,

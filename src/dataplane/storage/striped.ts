@@ -6,50 +6,14 @@
  * fetch data cells and, for any that cannot be read, reconstruct the stripe from any k cells.
  */
 
-import { PipelineException, readReplica, type SendOptions, sendBlock } from "./dfsClient.js";
-import { createErasureCoder, type ErasureCoder, erasureCodingPolicy } from "./erasure/index.js";
+import { PipelineException, readReplica, type SendOptions, sendBlock } from "./blockTransfer.js";
+import { erasureCodingPolicy } from "./erasure/index.js";
+import { createStripeCodec, type StripeCodec } from "./erasure/stripe.js";
 import type { DatanodeID, ExtendedBlock, LocatedBlock } from "./protocol.js";
 import { RemoteException } from "./protocol.js";
+import { cellLengths, type GroupLayout, groupLayout, internalBlockLength } from "./stripedLayout.js";
 
-export interface GroupLayout {
-  k: number;
-  m: number;
-  cellSize: number;
-  /** Data bytes in the group. */
-  numBytes: number;
-  /** Stripes in the group; the last may be short. */
-  stripes: number;
-}
-
-export function groupLayout(ecPolicy: string, numBytes: number): GroupLayout {
-  const policy = erasureCodingPolicy(ecPolicy);
-  const stripeBytes = policy.dataUnits * policy.cellSize;
-  return {
-    k: policy.dataUnits,
-    m: policy.parityUnits,
-    cellSize: policy.cellSize,
-    numBytes,
-    stripes: Math.ceil(numBytes / stripeBytes),
-  };
-}
-
-/** Lengths of the k data cells of stripe `s` (zero for cells past the end of the data). */
-export function cellLengths(layout: GroupLayout, stripe: number): number[] {
-  const start = stripe * layout.k * layout.cellSize;
-  return Array.from({ length: layout.k }, (_, i) =>
-    Math.max(0, Math.min(layout.cellSize, layout.numBytes - start - i * layout.cellSize)),
-  );
-}
-
-/** Bytes internal block `index` holds: its data cells, or for parity the longest data cell of each stripe. */
-export function internalBlockLength(layout: GroupLayout, index: number): number {
-  let length = 0;
-  for (let s = 0; s < layout.stripes; s++) {
-    const lengths = cellLengths(layout, s);
-    length += index < layout.k ? lengths[index]! : lengths[0]!;
-  }
-  return length;
-}
+export { cellLengths, type GroupLayout, groupLayout, internalBlockLength } from "./stripedLayout.js";
 
 /** A stream of chunks pushed by a producer, with backpressure: the shape sendBlock consumes. */
 class Channel {
@@ -99,14 +63,15 @@ class Channel {
   }
 }
 
-const coders = new Map<string, ErasureCoder>();
-function coderFor(ecPolicy: string): ErasureCoder {
-  let coder = coders.get(ecPolicy);
-  if (!coder) {
-    coder = createErasureCoder(ecPolicy);
-    coders.set(ecPolicy, coder);
+const codecs = new Map<string, StripeCodec>();
+/** One codec per policy for the process (its coder owns a WebAssembly memory). */
+function codecFor(ecPolicy: string): StripeCodec {
+  let codec = codecs.get(ecPolicy);
+  if (!codec) {
+    codec = createStripeCodec(ecPolicy);
+    codecs.set(ecPolicy, codec);
   }
-  return coder;
+  return codec;
 }
 
 export interface GroupAck {
@@ -162,35 +127,25 @@ export async function writeBlockGroup(
     }),
   );
   for (const ack of acks) ack.catch(() => undefined);
-  const coder = coderFor(ecPolicy);
+  const codec = codecFor(ecPolicy);
   const stripesPerGroup = Math.max(1, Math.floor(blockSize / cellSize));
   let total = 0;
   let complete = false;
   try {
     for (let stripe = 0; stripe < stripesPerGroup; stripe++) {
       if (lost.size > m) throw tooManyLost();
-      const parts: Buffer[] = [];
-      for await (const chunk of take(k * cellSize)) parts.push(chunk);
-      const data = Buffer.concat(parts);
-      if (data.length === 0) break;
-      total += data.length;
-      const longest = Math.min(cellSize, data.length);
-      const cells = Array.from({ length: k }, (_, i) =>
-        data.subarray(i * cellSize, Math.min(data.length, (i + 1) * cellSize)),
-      );
-      // Short cells are zero-padded for the codec (as HDFS does); only their real bytes are stored.
-      const padded = cells.map((cell) => {
-        if (cell.length === longest) return cell;
-        const full = Buffer.alloc(longest);
-        cell.copy(full);
-        return full;
+      // The chunks by reference, across the awaits; then the stripe is coded in one synchronous
+      // step (the coder's staged buffers are shared by every writer of the process).
+      const chunks: Buffer[] = [];
+      for await (const chunk of take(k * cellSize)) chunks.push(chunk);
+      const stripeData = codec.encode(chunks);
+      if (stripeData.length === 0) break;
+      total += stripeData.length;
+      stripeData.dataCells.forEach((parts, i) => {
+        for (const part of parts) channels[i]!.push(part);
       });
-      const parity = coder.encode(padded);
-      cells.forEach((cell, i) => {
-        if (cell.length > 0) channels[i]!.push(Buffer.from(cell));
-      });
-      for (const [j, cell] of parity.entries()) channels[k + j]!.push(Buffer.from(cell));
-      if (data.length < k * cellSize) break;
+      for (const [j, cell] of stripeData.parityCells.entries()) channels[k + j]!.push(cell);
+      if (stripeData.length < k * cellSize) break;
     }
     complete = true;
   } finally {
@@ -204,20 +159,24 @@ export async function writeBlockGroup(
   return { numBytes: total, lost };
 }
 
-/** The cells of one stripe, reading each from its node; null where the read failed. */
+/**
+ * The cells of one stripe, reading each from its node: each as the chunks it arrived in (not
+ * joined: the reader yields them as they are and the codec stages them itself); null where the
+ * read failed.
+ */
 async function readStripe(
   group: LocatedBlock,
   layout: GroupLayout,
   stripe: number,
   indices: number[],
-): Promise<(Buffer | null)[]> {
+): Promise<(Buffer[] | null)[]> {
   const lengths = cellLengths(layout, stripe);
   const offset = stripe * layout.cellSize;
   return Promise.all(
     indices.map(async (index) => {
       const node = group.internal?.[index];
       const length = index < layout.k ? lengths[index]! : lengths[0]!;
-      if (length === 0) return Buffer.alloc(0);
+      if (length === 0) return [];
       if (!node) return null;
       try {
         const parts: Buffer[] = [];
@@ -227,7 +186,7 @@ async function readStripe(
           numBytes: internalBlockLength(layout, index),
         };
         for await (const chunk of await readReplica(node, block, offset, length)) parts.push(chunk);
-        return Buffer.concat(parts);
+        return parts;
       } catch {
         return null;
       }
@@ -236,47 +195,40 @@ async function readStripe(
 }
 
 /**
- * Every cell of stripe `stripe` (data and parity), reconstructing those that could not be read
- * from any k that could. Throws BlockMissingException past m losses.
+ * Every cell of stripe `stripe` (data and parity; data only unless `wantParity` or a data cell
+ * is lost), each as a list of chunks, reconstructing those that could not be read from any k
+ * that could. Throws BlockMissingException past m losses.
  */
-export async function stripeCells(
-  group: LocatedBlock,
-  stripe: number,
-  wantParity = false,
-): Promise<Buffer[]> {
+async function stripeCells(group: LocatedBlock, stripe: number, wantParity = false): Promise<Buffer[][]> {
   const layout = groupLayout(group.ecPolicy!, group.block.numBytes);
   const lengths = cellLengths(layout, stripe);
   const longest = lengths[0]!;
   const dataIndices = Array.from({ length: layout.k }, (_, i) => i);
-  const cells: (Buffer | null)[] = await readStripe(group, layout, stripe, dataIndices);
+  const cells = await readStripe(group, layout, stripe, dataIndices);
   const parityIndices = Array.from({ length: layout.m }, (_, j) => layout.k + j);
-  let parity: (Buffer | null)[] = parityIndices.map(() => null);
+  let parity: (Buffer[] | null)[] = parityIndices.map(() => null);
   const lost = cells.filter((cell) => cell === null).length;
   if (lost > 0 || wantParity) parity = await readStripe(group, layout, stripe, parityIndices);
   const fragments = [...cells, ...parity];
   const missing = fragments.map((cell, i) => (cell === null ? i : -1)).filter((i) => i >= 0);
-  if (missing.length === 0) return fragments as Buffer[];
+  if (lost === 0 && !wantParity) return fragments.slice(0, layout.k) as Buffer[][];
+  if (missing.length === 0) return fragments as Buffer[][];
   if (missing.length > layout.m) {
     throw new RemoteException(
       "BlockMissingException",
       `Could not obtain block group blk_${group.block.blockId}: ${missing.length} of ${layout.k + layout.m} fragments unreadable, ${group.ecPolicy} tolerates ${layout.m}`,
     );
   }
-  const padded = fragments.map((cell) => {
-    if (cell === null || cell.length === longest) return cell;
-    const full = Buffer.alloc(longest);
-    cell.copy(full);
-    return full;
-  });
-  const rebuilt = coderFor(group.ecPolicy!).reconstruct(padded, missing);
+  // Synchronous from staging to the rebuilt cells: the codec is shared by the whole process.
+  const rebuilt = codecFor(group.ecPolicy!).reconstruct(fragments, missing, longest);
   missing.forEach((index, at) => {
     const length = index < layout.k ? lengths[index]! : longest;
-    fragments[index] = Buffer.from(rebuilt[at]!.subarray(0, length));
+    fragments[index] = [rebuilt[at]!.subarray(0, length)];
   });
-  return fragments as Buffer[];
+  return fragments as Buffer[][];
 }
 
-/** Yields `[from, to)` of a block group's data, stripe by stripe. */
+/** Yields `[from, to)` of a block group's data, stripe by stripe, as the cells' chunks arrived. */
 export async function* readBlockGroup(group: LocatedBlock, from: number, to: number): AsyncGenerator<Buffer> {
   const layout = groupLayout(group.ecPolicy!, group.block.numBytes);
   const stripeBytes = layout.k * layout.cellSize;
@@ -285,9 +237,17 @@ export async function* readBlockGroup(group: LocatedBlock, from: number, to: num
     stripe < layout.stripes && stripe * stripeBytes < to;
     stripe++
   ) {
-    const data = Buffer.concat((await stripeCells(group, stripe)).slice(0, layout.k));
-    const start = stripe * stripeBytes;
-    yield data.subarray(Math.max(0, from - start), Math.min(data.length, to - start));
+    const cells = (await stripeCells(group, stripe)).slice(0, layout.k);
+    let at = stripe * stripeBytes;
+    for (const parts of cells) {
+      for (const part of parts) {
+        const start = Math.max(at, from);
+        const end = Math.min(at + part.length, to);
+        if (start < end)
+          yield start === at && end === at + part.length ? part : part.subarray(start - at, end - at);
+        at += part.length;
+      }
+    }
   }
 }
 
@@ -317,7 +277,7 @@ export async function reconstructInternalBlocks(
     for (let stripe = 0; stripe < layout.stripes; stripe++) {
       const cells = await stripeCells(sources, stripe, true);
       missing.forEach((index, at) => {
-        if (cells[index]!.length > 0) channels[at]!.push(cells[index]!);
+        for (const part of cells[index]!) if (part.length > 0) channels[at]!.push(part);
       });
     }
   } catch (error) {

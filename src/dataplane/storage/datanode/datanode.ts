@@ -16,6 +16,8 @@ import { Counter, Gauge, Registry } from "prom-client";
 import type { Logger } from "../../../log.js";
 import { checkSignature, signRequest } from "../clusterAuth.js";
 import {
+  type BlockAck,
+  BlockSender,
   FIRST_BAD_LINK_HEADER,
   NameNodeRpc,
   PipelineException,
@@ -153,6 +155,9 @@ export class DataNode {
   /** A heartbeat round run early to learn of data nodes registered since the last one. */
   private registrationRefresh: Promise<void> | undefined;
   private lastRegistrationRefresh = Number.NEGATIVE_INFINITY;
+  /** Heartbeat rounds started, and the round whose reply last set registeredDataNodes. */
+  private heartbeatRounds = 0;
+  private registeredRound = 0;
 
   constructor(
     readonly config: DataNodeConfig,
@@ -329,26 +334,59 @@ export class DataNode {
       throw illegalArgument("generationStamp is required");
     const downstream = JSON.parse(String(req.headers["x-tributary-targets"] ?? "[]")) as DatanodeID[];
     await this.checkTargets(downstream);
-    const writer = await this.store.createRbw(blockId, generationStamp);
-    const forward =
-      downstream.length > 0
-        ? forwarder(downstream, { blockId, generationStamp }, this.config.stallTimeoutMs)
-        : undefined;
-    let local: FinishedReplica;
+    let ack: BlockAck;
     try {
       // Not destroyed on a failure: the rest of the body drains while the answer goes upstream.
-      for await (const chunk of req.iterator({ destroyOnReturn: false })) {
+      ack = await this.storeAndForward(
+        { blockId, generationStamp },
+        downstream,
+        req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>,
+      );
+    } catch (error) {
+      req.resume();
+      return this.pipelineFailed(res, blockId, error);
+    }
+    sendJson(res, 200, ack);
+  }
+
+  /**
+   * Stores `source` as a replica here while forwarding it down `downstream`: resolves with the
+   * acknowledgement once the local replica is durable and finalized and the downstream node (and
+   * so every node after it) acknowledged the same checksum. A downstream failure is a
+   * PipelineException naming the bad node; it is thrown as soon as it is known.
+   */
+  private async storeAndForward(
+    block: { blockId: number; generationStamp: number },
+    downstream: DatanodeID[],
+    source: AsyncIterable<Buffer>,
+  ): Promise<BlockAck> {
+    const { blockId, generationStamp } = block;
+    const writer = await this.store.createRbw(blockId, generationStamp);
+    let forward: BlockSender | undefined;
+    let local: FinishedReplica;
+    let acknowledged: Promise<BlockAck> | undefined;
+    try {
+      if (downstream.length > 0)
+        forward = new BlockSender(downstream, block, { stallTimeoutMs: this.config.stallTimeoutMs });
+      for await (const chunk of source) {
         // A downstream node that failed is reported now rather than after the rest of the block.
         if (forward?.failure) throw forward.failure;
-        await Promise.all([forward?.push(chunk as Buffer), writer.write(chunk as Buffer)]);
+        // Each piece goes down the pipeline before it is checksummed and queued for the disk
+        // here, so the next node works on it meanwhile; the loop waits only when the downstream
+        // window or the local file's backlog is full.
+        const full = forward ? !forward.write(chunk) : false;
+        const stored = writer.write(chunk);
+        if (full) await Promise.all([forward!.drained(), stored]);
+        else await stored;
       }
-      forward?.end();
+      // The downstream nodes finish (and fsync) their replicas while this one does.
+      acknowledged = forward?.end();
+      acknowledged?.catch(() => undefined);
       local = await writer.finish();
     } catch (error) {
       await writer.abort();
-      forward?.fail(error as Error);
-      req.resume();
-      return this.pipelineFailed(res, blockId, error);
+      forward?.abort();
+      throw error;
     }
     this.metrics.blocksWritten.inc();
     this.metrics.bytesWritten.inc(local.numBytes);
@@ -357,19 +395,101 @@ export class DataNode {
       received: [{ blockId, generationStamp, numBytes: local.numBytes }],
       deleted: [],
     });
-    if (forward) {
-      let ack: { numBytes: number; checksum: number };
-      try {
-        ack = await forward.ack;
-      } catch (error) {
-        return this.pipelineFailed(res, blockId, error);
-      }
+    if (acknowledged) {
+      const ack = await acknowledged;
       if (ack.numBytes !== local.numBytes || ack.checksum !== local.checksum) {
         const message = `pipeline checksum mismatch for blk_${blockId}: this node has ${local.numBytes} bytes / ${local.checksum}, downstream ${xferAddress(downstream[0]!)} has ${ack.numBytes} / ${ack.checksum}`;
-        return this.pipelineFailed(res, blockId, new PipelineException(message, downstream[0]!));
+        throw new PipelineException(message, downstream[0]!);
       }
     }
-    sendJson(res, 200, { numBytes: local.numBytes, checksum: local.checksum });
+    return { numBytes: local.numBytes, checksum: local.checksum };
+  }
+
+  /**
+   * The pipeline sender of this node's WebHDFS writes: when the pipeline starts here (HDFS puts
+   * the writer's first replica on its own node), the replica is stored in process and only the
+   * rest of the pipeline is sent over the network, saving a loopback hop of every byte. A local
+   * failure names this node, so the writer leaves it out of the next pipeline; a failure of the
+   * source (the WebHDFS upload) is rethrown as it is, as sendBlock does.
+   */
+  private readonly sendBlock: typeof sendBlock = async (targets, block, source, options) => {
+    const [first, ...rest] = targets;
+    if (!first || first.datanodeUuid !== this.id.datanodeUuid)
+      return sendBlock(targets, block, source, options);
+    let sourceFailure: { error: unknown } | undefined;
+    const watched = (async function* () {
+      const chunks = source[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          let step: IteratorResult<Buffer>;
+          try {
+            step = await chunks.next();
+          } catch (error) {
+            sourceFailure = { error };
+            throw error;
+          }
+          if (step.done) return;
+          yield step.value;
+        }
+      } finally {
+        if (!sourceFailure) await chunks.return?.();
+      }
+    })();
+    try {
+      return await this.storeAndForward(block, rest, watched);
+    } catch (error) {
+      if (sourceFailure || error instanceof PipelineException) throw error;
+      throw new PipelineException(
+        `writing blk_${block.blockId}_${block.generationStamp} on ${xferAddress(first)} failed: ${(error as Error).message}`,
+        first,
+      );
+    }
+  };
+
+  /**
+   * readFile, except that a block this node holds a finalized replica of is read straight from
+   * the local store, checksums verified there (HDFS's short-circuit local read): no loopback hop
+   * through this node's own block server. A local replica that fails (a corrupt chunk, a file gone)
+   * is reported as the block scanner would, and the rest of the block comes from the others.
+   */
+  private async *readLocalFirst(
+    located: LocatedBlocks,
+    offset: number,
+    length: number,
+  ): AsyncGenerator<Buffer> {
+    const end = Math.min(located.fileLength, offset + length);
+    let position = offset;
+    const self = this.id.datanodeUuid;
+    for (const block of located.blocks) {
+      const blockStart = block.startOffset;
+      const to = Math.min(blockStart + block.block.numBytes, end);
+      if (to <= position || blockStart >= end) continue;
+      const replica = block.ecPolicy ? undefined : this.store.get(block.block.blockId);
+      const local =
+        replica !== undefined &&
+        replica.generationStamp === block.block.generationStamp &&
+        replica.numBytes >= block.block.numBytes &&
+        block.locations.some((node) => node.datanodeUuid === self);
+      let others = block;
+      if (local) {
+        try {
+          for await (const chunk of this.store.read(replica.blockId, position - blockStart, to - position)) {
+            position += chunk.length;
+            this.metrics.bytesRead.inc(chunk.length);
+            yield chunk;
+          }
+        } catch (error) {
+          this.onReadError(error, replica);
+        }
+        others = { ...block, locations: block.locations.filter((node) => node.datanodeUuid !== self) };
+      }
+      if (position < to) {
+        for await (const chunk of readFile({ ...located, blocks: [others] }, position, to - position)) {
+          position += chunk.length;
+          yield chunk;
+        }
+      }
+    }
   }
 
   /** Answers a failed block write; the header names the bad node when it is not this one. */
@@ -468,6 +588,10 @@ export class DataNode {
   }
 
   private async heartbeatAll(): Promise<void> {
+    // Rounds overlap (the periodic one and an early one for checkTargets): a reply is taken only
+    // if no later round's reply was, so a slow answer cannot put back a list older than the one
+    // an early round just fetched.
+    const round = ++this.heartbeatRounds;
     const { bsize, blocks, bavail } = await statfs(this.config.dataDir).catch(() => ({
       bsize: 0,
       blocks: 0,
@@ -492,8 +616,10 @@ export class DataNode {
             5_000,
             signRequest(this.config.clusterSecret, "POST", "/rpc/sendHeartbeat"),
           );
-          if (reply.haState === "active" && reply.datanodes)
+          if (reply.haState === "active" && reply.datanodes && round >= this.registeredRound) {
             this.registeredDataNodes = new Set(reply.datanodes);
+            this.registeredRound = round;
+          }
           for (const command of reply.commands) {
             if (command.action === "register") await this.blockReport(address);
             else if (reply.haState === "active") this.execute(command);
@@ -705,6 +831,7 @@ export class DataNode {
           favoredNode: this.id.datanodeUuid,
           append: op === "APPEND",
           stallTimeoutMs: this.config.stallTimeoutMs,
+          sendBlock: this.sendBlock,
         });
       } finally {
         this.webHdfsWriters--;
@@ -729,7 +856,7 @@ export class DataNode {
       const end = length === undefined ? located.fileLength : Math.min(located.fileLength, offset + length);
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": end - offset });
       try {
-        for await (const chunk of readFile(located, offset, end - offset)) {
+        for await (const chunk of this.readLocalFirst(located, offset, end - offset)) {
           if (!res.write(chunk)) await once(res, "drain");
         }
         res.end();
@@ -762,78 +889,4 @@ function isUpload(method: string | undefined, url: URL): boolean {
   if (!url.pathname.startsWith("/webhdfs/v1")) return false;
   const op = (url.searchParams.get("op") ?? "").toUpperCase();
   return (op === "CREATE" && method === "PUT") || (op === "APPEND" && method === "POST");
-}
-
-/** Forwards a block's bytes down the pipeline while they are being stored here, keeping order and bounded memory. */
-function forwarder(
-  targets: DatanodeID[],
-  block: { blockId: number; generationStamp: number },
-  stallTimeoutMs: number,
-) {
-  const queue: Buffer[] = [];
-  let ended = false;
-  let failure: Error | undefined;
-  let wake: (() => void) | undefined;
-  let drained: (() => void) | undefined;
-  const source = (async function* () {
-    for (;;) {
-      if (failure) throw failure;
-      const next = queue.shift();
-      if (next) {
-        if (queue.length < 8) drained?.();
-        yield next;
-        continue;
-      }
-      if (ended) return;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-      });
-      wake = undefined;
-    }
-  })();
-  let settled = false;
-  let downstreamFailure: Error | undefined;
-  const ack = sendBlock(targets, block, source, { stallTimeoutMs });
-  ack.then(
-    () => {
-      settled = true;
-    },
-    (error: Error) => {
-      settled = true;
-      downstreamFailure = error;
-    },
-  );
-  return {
-    /** Why the downstream pipeline failed, once it has. */
-    get failure() {
-      return downstreamFailure;
-    },
-    /** Queues a chunk; resolves once the downstream backlog is small again. */
-    async push(chunk: Buffer) {
-      queue.push(chunk);
-      wake?.();
-      while (queue.length >= 16 && !failure) {
-        await Promise.race([
-          new Promise<void>((resolve) => {
-            drained = resolve;
-          }),
-          ack.then(
-            () => undefined,
-            () => undefined,
-          ),
-        ]);
-        drained = undefined;
-        if (settled) break;
-      }
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    fail(error: Error) {
-      failure = error;
-      wake?.();
-    },
-    ack,
-  };
 }

@@ -1,6 +1,7 @@
 /**
- * A minimal WebAssembly binary assembler: just the sections and instructions the erasure kernels
- * use (one imported memory, functions of i32 parameters, 128-bit SIMD). Kernels are generated in
+ * A minimal WebAssembly binary assembler: just the sections and instructions the erasure and
+ * checksum kernels use (one imported memory, functions of i32 parameters, 128-bit SIMD, a few i32
+ * loads and bit operations). Kernels are generated in
  * process for each coding shape, so the build needs no toolchain and no binary is committed;
  * encodings follow the WebAssembly core specification (binary format, section 5) and the fixed-width
  * SIMD proposal's opcode table.
@@ -70,6 +71,15 @@ export const op = {
   i32Const: (value: number) => [0x41, ...s32(value)],
   i32Add: () => [0x6a],
   i32LtU: () => [0x49],
+  i32Sub: () => [0x6b],
+  i32And: () => [0x71],
+  i32Xor: () => [0x73],
+  i32Shl: () => [0x74],
+  i32ShrU: () => [0x76],
+  i32Ne: () => [0x47],
+  /** 4-byte load; alignment exponent 2 is a hint only. */
+  i32Load: (offset: number) => [0x28, 2, ...u32(offset)],
+  i32Store8: (offset: number) => [0x3a, 0, ...u32(offset)],
   /** `loop` with an empty block type. */
   loop: () => [0x03, 0x40],
   end: () => [0x0b],

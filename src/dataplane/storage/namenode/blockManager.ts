@@ -15,10 +15,11 @@ import type {
   DatanodeInfo,
   ExtendedBlock,
   HeartbeatRequest,
+  LocatedBlock,
 } from "../protocol.js";
-import { groupLayout, internalBlockLength } from "../striped.js";
+import { groupLayout, internalBlockLength } from "../stripedLayout.js";
 import { hostEntryMatches, normalizeHostEntry } from "./hosts.js";
-import { type BlockInfo, ecShape, type Namespace } from "./namespace.js";
+import { type BlockInfo, ecShape, type INodeFile, type Namespace } from "./namespace.js";
 
 interface DatanodeState {
   /** `adminState` here is never DEAD: liveness is judged from `lastUpdate` when reporting. */
@@ -660,6 +661,83 @@ export class BlockManager {
         adminState: "NORMAL",
       })
     );
+  }
+
+  // ---- located blocks: where a file's blocks are, for readers and writers --------------------
+
+  locate(file: INodeFile, index: number, startOffset: number, clientUuid?: string): LocatedBlock {
+    const block = file.blocks[index]!;
+    if (file.ecPolicy) {
+      const [k, m] = ecShape(file.ecPolicy);
+      const internal = Array.from({ length: k + m }, (_, i) => {
+        const node = this.goodReplicas(block.blockId + i)[0];
+        return node ? toDatanodeID(node) : null;
+      });
+      return {
+        block: { blockId: block.blockId, generationStamp: block.generationStamp, numBytes: block.numBytes },
+        startOffset,
+        locations: internal.filter((node): node is DatanodeID => node !== null),
+        corrupt: false,
+        ecPolicy: file.ecPolicy,
+        internal,
+      };
+    }
+    const replicas = this.goodReplicas(block.blockId);
+    replicas.sort((a, b) => Number(b.datanodeUuid === clientUuid) - Number(a.datanodeUuid === clientUuid));
+    return {
+      block: { blockId: block.blockId, generationStamp: block.generationStamp, numBytes: block.numBytes },
+      startOffset,
+      locations: replicas.map(toDatanodeID),
+      corrupt: false,
+    };
+  }
+
+  targetCount(file: INodeFile): number {
+    const [k, m] = ecShape(file.ecPolicy);
+    return file.ecPolicy ? k + m : file.replication;
+  }
+
+  /** Replicas (or a group's internal blocks, in index order; null where one was lost) the write acknowledged. */
+  acknowledged(file: INodeFile, blockId: number, locations: (string | null)[]): void {
+    const acked = (uuid: string | null): uuid is string => typeof uuid === "string";
+    if (!file.ecPolicy) {
+      this.pipelineAcknowledged(blockId, locations.filter(acked));
+      return;
+    }
+    locations.forEach((uuid, i) => {
+      if (acked(uuid)) this.pipelineAcknowledged(blockId + i, [uuid]);
+    });
+  }
+
+  /** WebHDFS's BlockLocation objects for the committed blocks of `file` overlapping [start, end). */
+  blockLocations(file: INodeFile, start: number, end: number) {
+    const [k, m] = ecShape(file.ecPolicy);
+    const locations = [];
+    let offset = 0;
+    for (const block of file.blocks) {
+      const blockStart = offset;
+      offset += block.numBytes;
+      if (!block.complete || offset <= start || blockStart >= end) continue;
+      // A block group's hosts are its internal blocks' holders, in index order.
+      const holders = file.ecPolicy
+        ? Array.from({ length: k + m }, (_, i) => this.goodReplicas(block.blockId + i)[0]).filter(
+            (node) => node !== undefined,
+          )
+        : this.goodReplicas(block.blockId);
+      const names = holders.map((node) => `${node.hostName}:${node.xferPort}`);
+      locations.push({
+        offset: blockStart,
+        length: block.numBytes,
+        corrupt: false,
+        hosts: holders.map((node) => node.hostName),
+        names,
+        topologyPaths: holders.map((node, i) => `${node.networkLocation}/${names[i]}`),
+        storageTypes: holders.map(() => "DISK"),
+        storageIds: holders.map((node) => `DS-${node.datanodeUuid}`),
+        cachedHosts: [],
+      });
+    }
+    return locations;
   }
 }
 

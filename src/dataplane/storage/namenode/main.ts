@@ -35,6 +35,10 @@ export const nameNodeConfigSchema = z.object({
   leaseHardLimitMs: positive.default(60 * 60 * 1000),
   checkpointTxns: positive.default(100_000),
   checkpointPeriodMs: positive.default(60 * 60 * 1000),
+  /** HDFS's dfs.namenode.retrycache.expirytime.millis: how long a call's answer serves its retries. */
+  retryCacheExpiryMs: positive.default(10 * 60 * 1000),
+  /** The most answers the retry cache keeps; the oldest go first. */
+  retryCacheEntries: positive.default(100_000),
   /** Set by the pod spec; used to name this pod in its advertised address. */
   /** The BlockPool's `spec.erasureCoding` as JSON (the controller sets TRIBUTARY_ERASURE_CODING). */
   erasureCoding: z.string().default("[]"),
@@ -86,6 +90,8 @@ export function nameNodeConfig(argv: string[], env: NodeJS.ProcessEnv = process.
     leaseHardLimitMs: parsed.leaseHardLimitMs,
     checkpointTxns: parsed.checkpointTxns,
     checkpointPeriodMs: parsed.checkpointPeriodMs,
+    retryCacheExpiryMs: parsed.retryCacheExpiryMs,
+    retryCacheEntries: parsed.retryCacheEntries,
     erasureCoding: parseJson("erasureCoding", parsed.erasureCoding, ecEntry).map((entry) => ({
       path: entry.path,
       policy: `${entry.policy}-${Math.round(parseQuantity(entry.cellSize ?? "1Mi") / 1024)}k`,

@@ -4,6 +4,11 @@
  * client. Every change is an EditOp applied by `apply`, the single code path shared by live
  * operations, edit-log replay on restart and the standby's tailing, so all three reach the same
  * state. Validation lives in the name node, before an op is logged; `apply` trusts its input.
+ *
+ * `apply` also keeps the figures /status and /metrics show (inodes, bytes, coded directories), so
+ * neither walks the tree, and preserves what an edit changes while a checkpoint is being written
+ * (`beginImage`): the checkpoint serialises the namespace as it was when it began, a slice at a
+ * time between RPCs, while edits go on.
  */
 import { components, nameOf, parentOf } from "../path.js";
 import { fileNotFound, RemoteException } from "../protocol.js";
@@ -109,6 +114,12 @@ export class Namespace {
   readonly leases = new Map<string, Set<INodeFile>>();
   /** Called with the ids of blocks that left the namespace (delete, abandon, overwrite). */
   onBlocksRemoved: (blocks: BlockInfo[]) => void = () => undefined;
+  /** Kept by every edit: directories (the root included), files, and bytes of committed blocks. */
+  readonly counts = { directories: 1, files: 0, bytes: 0 };
+  /** Directories that carry an erasure-coding policy. */
+  readonly ecDirectories = new Set<INodeDirectory>();
+  /** While an image is being written: each inode's state before the first edit that changed it since. */
+  private preserved: Map<INode, Preserved> | undefined;
 
   constructor() {
     // Like /tmp (HDFS formats it 755, for an admin to open up): a pool declared in Kubernetes has no
@@ -239,6 +250,8 @@ export class Namespace {
         const parent = this.directory(parentOf(edit.path));
         const name = nameOf(edit.path);
         if (parent.children.has(name)) return;
+        this.preserve(parent);
+        this.counts.directories++;
         parent.children.set(
           name,
           this.newDirectory(name, parent, edit.owner, edit.group, edit.permission, edit.mtime),
@@ -250,7 +263,9 @@ export class Namespace {
         const parent = this.directory(parentOf(edit.path));
         const name = nameOf(edit.path);
         const existing = parent.children.get(name);
+        this.preserve(parent);
         if (existing) this.remove(existing);
+        this.counts.files++;
         const file: INodeFile = {
           kind: "FILE",
           id: this.lastInodeId++,
@@ -274,12 +289,14 @@ export class Namespace {
       }
       case "APPEND": {
         const file = this.getFile(edit.path);
+        this.preserve(file);
         this.openLease(file, edit.clientName);
         file.mtime = edit.mtime;
         return;
       }
       case "ADD_BLOCK": {
         const file = this.getFile(edit.path);
+        this.preserve(file);
         this.commit(file, edit.previous);
         const block: BlockInfo = {
           blockId: edit.blockId,
@@ -299,6 +316,7 @@ export class Namespace {
         const file = this.getFile(edit.path);
         const index = file.blocks.findIndex((block) => block.blockId === edit.blockId && !block.complete);
         if (index < 0) return;
+        this.preserve(file);
         const [removed] = file.blocks.splice(index, 1);
         this.blocks.delete(edit.blockId);
         this.onBlocksRemoved([removed!]);
@@ -306,6 +324,7 @@ export class Namespace {
       }
       case "CLOSE": {
         const file = this.getFile(edit.path);
+        this.preserve(file);
         this.commit(file, edit.last);
         if (edit.dropIncomplete) {
           const dropped = file.blocks.filter((block) => !block.complete);
@@ -320,6 +339,7 @@ export class Namespace {
       case "DELETE": {
         const node = this.lookup(edit.path);
         if (!node?.parent) return;
+        this.preserve(node.parent);
         node.parent.mtime = edit.mtime;
         this.remove(node);
         return;
@@ -328,6 +348,9 @@ export class Namespace {
         const node = this.lookup(edit.src);
         if (!node?.parent) return;
         const target = this.directory(parentOf(edit.dst));
+        this.preserve(node.parent);
+        this.preserve(node);
+        this.preserve(target);
         node.parent.children.delete(node.name);
         node.parent.mtime = edit.mtime;
         node.name = nameOf(edit.dst);
@@ -338,26 +361,36 @@ export class Namespace {
       }
       case "SET_QUOTA": {
         const dir = this.directory(edit.path);
+        this.preserve(dir);
         dir.nsQuota = edit.nsQuota;
         dir.dsQuota = edit.dsQuota;
         return;
       }
       case "SET_EC_POLICY": {
-        this.directory(edit.path).ecPolicy = edit.ecPolicy ?? undefined;
+        const dir = this.directory(edit.path);
+        this.preserve(dir);
+        dir.ecPolicy = edit.ecPolicy ?? undefined;
+        if (dir.ecPolicy) this.ecDirectories.add(dir);
+        else this.ecDirectories.delete(dir);
         return;
       }
       case "SET_REPLICATION": {
-        this.getFile(edit.path).replication = edit.replication;
+        const file = this.getFile(edit.path);
+        this.preserve(file);
+        file.replication = edit.replication;
         return;
       }
       case "SET_PERMISSION": {
         const node = this.lookup(edit.path);
-        if (node) node.permission = edit.permission;
+        if (!node) return;
+        this.preserve(node);
+        node.permission = edit.permission;
         return;
       }
       case "SET_OWNER": {
         const node = this.lookup(edit.path);
         if (!node) return;
+        this.preserve(node);
         if (edit.owner) node.owner = edit.owner;
         if (edit.group) node.group = edit.group;
         return;
@@ -365,6 +398,7 @@ export class Namespace {
       case "SET_TIMES": {
         const node = this.lookup(edit.path);
         if (!node) return;
+        this.preserve(node);
         if (edit.mtime !== undefined) node.mtime = edit.mtime;
         if (edit.atime !== undefined) node.atime = edit.atime;
         return;
@@ -384,6 +418,7 @@ export class Namespace {
     if (!acknowledged) return;
     const block = file.blocks.find((candidate) => candidate.blockId === acknowledged.blockId);
     if (!block) return;
+    this.counts.bytes += acknowledged.numBytes - (block.complete ? block.numBytes : 0);
     block.numBytes = acknowledged.numBytes;
     block.complete = true;
   }
@@ -408,12 +443,17 @@ export class Namespace {
     const removed: BlockInfo[] = [];
     const visit = (at: INode) => {
       if (at.kind === "FILE") {
+        this.counts.files--;
+        if (at.clientName) this.preserve(at);
         this.closeLease(at);
         for (const block of at.blocks) {
+          if (block.complete) this.counts.bytes -= block.numBytes;
           this.blocks.delete(block.blockId);
           removed.push(block);
         }
       } else {
+        this.counts.directories--;
+        this.ecDirectories.delete(at);
         for (const child of at.children.values()) visit(child);
       }
     };
@@ -423,47 +463,69 @@ export class Namespace {
 
   /** The fsimage: the whole tree and the id counters, as JSON. */
   toImage(): NamespaceImage {
-    const encode = (node: INode): ImageNode => {
-      const base = {
-        id: node.id,
-        name: node.name,
-        owner: node.owner,
-        group: node.group,
-        permission: node.permission,
-        mtime: node.mtime,
-        atime: node.atime,
-      };
-      if (node.kind === "FILE") {
-        return {
-          ...base,
-          kind: "FILE",
-          replication: node.replication,
-          blockSize: node.blockSize,
-          clientName: node.clientName,
-          ecPolicy: node.ecPolicy,
-          blocks: node.blocks.map(({ blockId, generationStamp, numBytes, complete }) => ({
-            blockId,
-            generationStamp,
-            numBytes,
-            complete,
-          })),
+    return JSON.parse([...this.beginImage(Number.POSITIVE_INFINITY)].join("")) as NamespaceImage;
+  }
+
+  /**
+   * Starts an image of the namespace as it is now and returns its JSON text in slices of about
+   * `sliceInodes` inodes. Edits applied between slices do not show in it: until the last slice
+   * (or the generator's return), `apply` keeps each inode's state from before its first change.
+   * One image at a time.
+   */
+  beginImage(sliceInodes = 4096): Generator<string, void> {
+    if (this.preserved) throw new Error("an image of this namespace is already being written");
+    const preserved = new Map<INode, Preserved>();
+    this.preserved = preserved;
+    const head = `{"lastInodeId":${this.lastInodeId},"lastBlockId":${this.lastBlockId},"generationStamp":${this.generationStamp},"root":`;
+    const root = this.root;
+    const release = () => {
+      if (this.preserved === preserved) this.preserved = undefined;
+    };
+    return (function* slices() {
+      try {
+        let out = head;
+        const stack: { children: INode[]; next: number }[] = [];
+        const open = (node: INode) => {
+          const kept = preserved.get(node);
+          if (node.kind === "FILE") {
+            out += JSON.stringify(kept?.image ?? encodeFile(node));
+            return;
+          }
+          out += `${JSON.stringify(kept?.image ?? encodeDirectory(node)).slice(0, -1)},"children":[`;
+          stack.push({ children: kept?.children ?? [...node.children.values()], next: 0 });
         };
+        open(root);
+        let inodes = 0;
+        while (stack.length > 0) {
+          const frame = stack.at(-1)!;
+          if (frame.next === frame.children.length) {
+            out += "]}";
+            stack.pop();
+            continue;
+          }
+          if (frame.next > 0) out += ",";
+          open(frame.children[frame.next++]!);
+          if (++inodes % sliceInodes === 0) {
+            yield out;
+            out = "";
+          }
+        }
+        yield `${out}}`;
+      } finally {
+        release();
       }
-      return {
-        ...base,
-        kind: "DIRECTORY",
-        nsQuota: node.nsQuota,
-        dsQuota: node.dsQuota,
-        ecPolicy: node.ecPolicy,
-        children: [...node.children.values()].map(encode),
-      };
-    };
-    return {
-      lastInodeId: this.lastInodeId,
-      lastBlockId: this.lastBlockId,
-      generationStamp: this.generationStamp,
-      root: encode(this.root),
-    };
+    })();
+  }
+
+  /** Keeps `node`'s state from before the edit about to change it, for the image being written. */
+  private preserve(node: INode): void {
+    if (!this.preserved || this.preserved.has(node)) return;
+    this.preserved.set(
+      node,
+      node.kind === "FILE"
+        ? { image: encodeFile(node) }
+        : { image: encodeDirectory(node), children: [...node.children.values()] },
+    );
   }
 
   static fromImage(image: NamespaceImage): Namespace {
@@ -481,9 +543,11 @@ export class Namespace {
           clientName: undefined,
           ecPolicy: node.ecPolicy,
         };
+        ns.counts.files++;
         file.blocks = node.blocks.map((block) => {
           const info = { ...block, file };
           ns.blocks.set(block.blockId, info);
+          if (block.complete) ns.counts.bytes += block.numBytes;
           return info;
         });
         if (node.clientName) ns.openLease(file, node.clientName);
@@ -497,15 +561,61 @@ export class Namespace {
         ecPolicy: node.ecPolicy,
         children: new Map(),
       };
+      ns.counts.directories++;
+      if (dir.ecPolicy) ns.ecDirectories.add(dir);
       for (const child of node.children) dir.children.set(child.name, decode(child, dir));
       return dir;
     };
+    // decode counts the root again.
+    ns.counts.directories = 0;
     ns.root = decode(image.root, undefined) as INodeDirectory;
     ns.lastInodeId = image.lastInodeId;
     ns.lastBlockId = image.lastBlockId;
     ns.generationStamp = image.generationStamp;
     return ns;
   }
+}
+
+/** An inode's image fields (a directory's without its children, which follow separately). */
+type Preserved = { image: object; children?: INode[] };
+
+function encodeFile(node: INodeFile): object {
+  return {
+    kind: "FILE",
+    id: node.id,
+    name: node.name,
+    owner: node.owner,
+    group: node.group,
+    permission: node.permission,
+    mtime: node.mtime,
+    atime: node.atime,
+    replication: node.replication,
+    blockSize: node.blockSize,
+    clientName: node.clientName,
+    ecPolicy: node.ecPolicy,
+    blocks: node.blocks.map(({ blockId, generationStamp, numBytes, complete }) => ({
+      blockId,
+      generationStamp,
+      numBytes,
+      complete,
+    })),
+  };
+}
+
+function encodeDirectory(node: INodeDirectory): object {
+  return {
+    kind: "DIRECTORY",
+    id: node.id,
+    name: node.name,
+    owner: node.owner,
+    group: node.group,
+    permission: node.permission,
+    mtime: node.mtime,
+    atime: node.atime,
+    nsQuota: node.nsQuota,
+    dsQuota: node.dsQuota,
+    ecPolicy: node.ecPolicy,
+  };
 }
 
 type ImageNode =
