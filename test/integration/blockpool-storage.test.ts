@@ -23,7 +23,7 @@ import { resourceType } from "../../src/controllers/common.js";
 import { createLogger } from "../../src/log.js";
 import { isNewer } from "../../src/operator/controller.js";
 import { Informer } from "../../src/operator/informer.js";
-import { builtin, type KubeObject, objectPath } from "../../src/operator/kube.js";
+import { builtin, isConflict, isNotFound, type KubeObject, objectPath } from "../../src/operator/kube.js";
 import type { Operator } from "../../src/operator/operator.js";
 import { uniqueName } from "../support/env.js";
 import { unusedPort } from "../support/ports.js";
@@ -364,7 +364,13 @@ describe("BlockPool rack topology from node zone labels", () => {
   it("lists each scheduled data-node pod with its node's zone, follows relabels, and the name node reads it", async () => {
     // Four data-node pods again (lake-datanode-3 back in service).
     await client.mergePatch(blockPools, namespace, "lake", { spec: { dataNodes: { replicas: 4 } } });
-    await waitFor("four data-node pods", async () => {
+    // The StatefulSet controller may still be carrying out the scale-down to 3 when the spec says
+    // 4 again: it can delete lake-datanode-3 and create it anew. Wait until it has acted on the
+    // latest spec and the four pods are there.
+    await waitFor("the data-node StatefulSet settled at four pods", async () => {
+      const set = await client.get(builtin.statefulSet, namespace, "lake-datanode");
+      const status = set.status as { observedGeneration?: number; replicas?: number } | undefined;
+      if (status?.observedGeneration !== set.metadata.generation || status?.replicas !== 4) return false;
       const pods = await client.list(builtin.pod, namespace, {
         labelSelector: "app.kubernetes.io/instance=lake,app.kubernetes.io/component=datanode",
       });
@@ -402,13 +408,25 @@ describe("BlockPool rack topology from node zone labels", () => {
     const placement = { 0: nodeNames[0]!, 1: nodeNames[1]!, 2: nodeNames[2]!, 3: nodeNames[0]! };
     for (const [ordinal, node] of Object.entries(placement)) {
       const pod = `lake-datanode-${ordinal}`;
-      await client.request("POST", `${objectPath(builtin.pod, namespace, pod)}/binding`, {
-        body: {
-          apiVersion: "v1",
-          kind: "Binding",
-          metadata: { name: pod, namespace },
-          target: { apiVersion: "v1", kind: "Node", name: node },
-        },
+      // As a scheduler does, bind the pod that exists now; one replaced meanwhile is bound anew.
+      await waitFor(`${pod} bound to ${node}`, async () => {
+        const found = await client.find(builtin.pod, namespace, pod);
+        if (!found || found.metadata.deletionTimestamp) return false;
+        if ((found.spec as { nodeName?: string }).nodeName === node) return true;
+        try {
+          await client.request("POST", `${objectPath(builtin.pod, namespace, pod)}/binding`, {
+            body: {
+              apiVersion: "v1",
+              kind: "Binding",
+              metadata: { name: pod, namespace, uid: found.metadata.uid },
+              target: { apiVersion: "v1", kind: "Node", name: node },
+            },
+          });
+          return true;
+        } catch (error) {
+          if (isNotFound(error) || isConflict(error)) return false;
+          throw error;
+        }
       });
     }
     const tableOf = async () =>
