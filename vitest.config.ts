@@ -10,6 +10,7 @@ export default defineConfig({
         test: {
           name: "main",
           globalSetup: ["test/support/global-setup.ts"],
+          setupFiles: ["test/support/setup.ts"],
           include: ["test/unit/**/*.test.ts", "test/integration/**/*.test.ts", "src/**/*.test.ts"],
           exclude: [...isolated],
           testTimeout: 120_000,
@@ -29,6 +30,7 @@ export default defineConfig({
           // two cores. Run after the main project by npm test.
           name: "isolated",
           globalSetup: ["test/support/global-setup.ts"],
+          setupFiles: ["test/support/setup.ts"],
           include: isolated,
           testTimeout: 120_000,
           hookTimeout: 180_000,
@@ -43,6 +45,7 @@ export default defineConfig({
           // image run the data plane. One file at a time; it runs after the main project in npm test.
           name: "e2e",
           globalSetup: ["test/e2e/global-setup.ts"],
+          setupFiles: ["test/support/setup.ts"],
           include: ["test/e2e/**/*.test.ts"],
           testTimeout: 600_000,
           hookTimeout: 600_000,
