@@ -7,8 +7,9 @@
  * - release: dropping the replication slot and the publication when a CDCStream with
  *   deletionPolicy Delete goes (an abandoned slot makes PostgreSQL keep WAL until its disk fills).
  */
-import pg from "pg";
+import type pg from "pg";
 import type { PostgresSource } from "../../api/cdcstream.js";
+import { connectPostgres } from "../../postgres/connect.js";
 import type { SpecProblem } from "../common.js";
 
 /** Condition reasons of the source's problems, one per thing a DBA fixes. */
@@ -39,52 +40,28 @@ export interface SourceConnection {
   connectTimeoutMs?: number;
 }
 
-function sslOption(connection: SourceConnection): pg.ClientConfig["ssl"] {
-  const { sslMode } = connection.source;
-  if (sslMode === "disable" || sslMode === "prefer") return false;
-  if (sslMode === "require") return { rejectUnauthorized: false };
-  return {
-    rejectUnauthorized: true,
-    ...(connection.caCertificate ? { ca: connection.caCertificate } : {}),
-    // verify-ca checks the chain only, as libpq does.
-    ...(sslMode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
-  };
-}
-
 /** A connected client; the caller ends it. `prefer` tries TLS first and plaintext when refused. */
 export async function connectSource(connection: SourceConnection): Promise<pg.Client> {
   const { source, credentials } = connection;
-  const attempt = async (ssl: pg.ClientConfig["ssl"]) => {
-    const client = new pg.Client({
+  const client = await connectPostgres(
+    {
       host: source.host,
       port: source.port,
       database: source.database,
       user: credentials.user,
       password: credentials.password,
-      ssl,
       connectionTimeoutMillis: connection.connectTimeoutMs ?? 5_000,
       application_name: "tributary-operator",
       // A check must never hang a reconcile.
       statement_timeout: 10_000,
       query_timeout: 15_000,
-    });
-    // An error after connect (the server going away) must not crash the operator.
-    client.on("error", () => {});
-    try {
-      await client.connect();
-      return client;
-    } catch (error) {
-      await client.end().catch(() => {});
-      throw error;
-    }
-  };
-  if (source.sslMode !== "prefer") return attempt(sslOption(connection));
-  try {
-    return await attempt({ rejectUnauthorized: false });
-  } catch (error) {
-    if (!/does not support SSL/i.test((error as Error).message)) throw error;
-    return attempt(false);
-  }
+    },
+    source.sslMode,
+    connection.caCertificate,
+  );
+  // An error after connect (the server going away) must not crash the operator.
+  client.on("error", () => {});
+  return client;
 }
 
 const where = (source: PostgresSource) => `${source.host}:${source.port}/${source.database}`;

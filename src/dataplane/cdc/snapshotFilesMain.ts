@@ -3,54 +3,30 @@
  * Kubernetes Job. Exits 0 once `_manifest.json` is written, with a one-line summary as the
  * container's termination message, which the operator copies into the CDCStream's status.
  */
-import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import pg from "pg";
 import { createLogger } from "../../log.js";
+import { caFileFor, connectPostgres } from "../../postgres/connect.js";
 import { LocalDirectoryTarget, type SinkTarget } from "../sink/target.js";
 import { WebHdfsTarget } from "../sink/webhdfsTarget.js";
 import { WebHdfsClient } from "../storage/client.js";
 import { snapshotTypeParsers, takeSnapshot } from "./snapshotFiles.js";
 import { parseSnapshotFilesConfig, type SnapshotFilesConfig, usage } from "./snapshotFilesConfig.js";
 
-function sslOf(config: SnapshotFilesConfig): pg.ClientConfig["ssl"] {
-  const mode = config.pgSslMode;
-  if (mode === "disable" || mode === "prefer") return false;
-  if (mode === "require") return { rejectUnauthorized: false };
-  return {
-    rejectUnauthorized: true,
-    ...(config.pgSslRootCertFile ? { ca: readFileSync(config.pgSslRootCertFile, "utf8") } : {}),
-    ...(mode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
-  };
-}
-
 export async function connect(config: SnapshotFilesConfig): Promise<pg.Client> {
-  const attempt = async (ssl: pg.ClientConfig["ssl"]) => {
-    const client = new pg.Client({
+  return connectPostgres(
+    {
       host: config.pgHost,
       port: config.pgPort,
       database: config.pgDatabase,
       user: config.pgUser,
       password: config.pgPassword,
-      ssl,
       application_name: `tributary-cdc-snapshot${config.name ? ` ${config.name}` : ""}`.slice(0, 63),
       types: snapshotTypeParsers(pg.types),
-    });
-    try {
-      await client.connect();
-      return client;
-    } catch (error) {
-      await client.end().catch(() => {});
-      throw error;
-    }
-  };
-  if (config.pgSslMode !== "prefer") return attempt(sslOf(config));
-  try {
-    return await attempt({ rejectUnauthorized: false });
-  } catch (error) {
-    if (!/does not support SSL/i.test((error as Error).message)) throw error;
-    return attempt(false);
-  }
+    },
+    config.pgSslMode,
+    caFileFor(config.pgSslMode, config.pgSslRootCertFile),
+  );
 }
 
 export function targetOf(config: SnapshotFilesConfig): SinkTarget {

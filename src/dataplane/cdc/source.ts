@@ -3,9 +3,8 @@
  * would make first (wal_level, the tables, their keys and replica identity, the slot), the
  * publication the connector owns, and the problems it reports in words a DBA understands.
  */
-import { readFileSync } from "node:fs";
-import type { ConnectionOptions } from "node:tls";
-import pg from "pg";
+import type pg from "pg";
+import { caFileFor, connectPostgres } from "../../postgres/connect.js";
 import type { CdcConfig } from "./config.js";
 import { sessionOptions } from "./values.js";
 
@@ -34,38 +33,19 @@ export const qualified = (schema: string, table: string): string =>
 /** Every value comes back as PostgreSQL's text form; values.ts converts it, as for the stream. */
 const rawText = { getTypeParser: () => (value: string) => value };
 
-function tlsOptions(settings: PgSettings): ConnectionOptions | false {
-  switch (settings.pgSslMode) {
-    case "disable":
-    case "prefer":
-      return false;
-    case "require":
-      return { rejectUnauthorized: false };
-    case "verify-ca":
-    case "verify-full": {
-      const ca = settings.pgSslRootCertFile ? readFileSync(settings.pgSslRootCertFile, "utf8") : undefined;
-      return {
-        ...(ca ? { ca } : {}),
-        ...(settings.pgSslMode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
-      };
-    }
-  }
-}
-
-export function clientConfig(
+function clientConfig(
   settings: PgSettings,
   replication = false,
   // The stream's `<namespace>/<name>`: how the operator (and a DBA in pg_stat_activity) tells the
   // connector's own walsender from another client holding the slot.
   applicationName = settings.name?.slice(0, 63) ?? "tributary-cdc",
-): pg.ClientConfig {
+): Omit<pg.ClientConfig, "ssl"> {
   return {
     host: settings.pgHost,
     port: settings.pgPort,
     database: settings.pgDatabase,
     user: settings.pgUser,
     ...(settings.pgPassword !== undefined ? { password: settings.pgPassword } : {}),
-    ssl: tlsOptions(settings),
     options: sessionOptions,
     application_name: applicationName,
     connectionTimeoutMillis: 10_000,
@@ -84,30 +64,15 @@ export async function connect(
   replication = false,
   applicationName?: string,
 ): Promise<pg.Client> {
-  const attempt = async (config: pg.ClientConfig) => {
-    const client = new pg.Client(config);
-    client.on("error", () => undefined);
-    try {
-      await client.connect();
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      throw error;
-    }
-    return client;
-  };
-  const config = clientConfig(settings, replication, applicationName);
-  if (settings.pgSslMode !== "prefer")
-    return attempt(config).catch((error: unknown) => {
-      throw explainPgError(error, settings);
-    });
-  try {
-    return await attempt({ ...config, ssl: { rejectUnauthorized: false } });
-  } catch (error) {
-    if (!/does not support SSL/i.test((error as Error).message)) throw explainPgError(error, settings);
-    return attempt(config).catch((plain: unknown) => {
-      throw explainPgError(plain, settings);
-    });
-  }
+  const client = await connectPostgres(
+    clientConfig(settings, replication, applicationName),
+    settings.pgSslMode,
+    caFileFor(settings.pgSslMode, settings.pgSslRootCertFile),
+  ).catch((error: unknown) => {
+    throw explainPgError(error, settings);
+  });
+  client.on("error", () => undefined);
+  return client;
 }
 
 /** A PostgreSQL or network error as a SourceProblem when it is one a DBA would fix; else as it is. */
