@@ -83,6 +83,17 @@ export const booleanFlag = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0"])])
   .transform((value) => value === true || value === "true" || value === "1");
 
+/** The items of `a,b,c` (or of an array), trimmed, blanks dropped. */
+function listItems(value: string | string[]): string[] {
+  return (Array.isArray(value) ? value : value.split(","))
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0);
+}
+
+/** A list from a flag or variable (`a,b,c`, blanks dropped); `absent` is the message when not given. */
+export const splitList = (absent?: string) =>
+  z.string(absent === undefined ? undefined : { error: absent }).transform(listItems);
+
 /**
  * A list from a flag or variable (`a,b,c`, blanks dropped) or an array, each item checked by
  * `item`, at least one required (`required` is the message when none is given).
@@ -90,11 +101,7 @@ export const booleanFlag = z
 export const commaList = (item: z.ZodString, required: string) =>
   z
     .union([z.string(), z.array(z.string())])
-    .transform((value) =>
-      (Array.isArray(value) ? value : value.split(","))
-        .map((entry) => entry.trim())
-        .filter((entry) => entry.length > 0),
-    )
+    .transform(listItems)
     .pipe(z.array(item).min(1, { error: required }));
 
 /** Kafka bootstrap brokers: `host:port,host:port` from a flag or variable, or a list. */

@@ -5,25 +5,22 @@
  * lists them.
  */
 import { z } from "zod";
-import { booleanFlag, configUsage, inputKeys, parseRoleConfig, positiveInteger } from "../config.js";
+import {
+  booleanFlag,
+  configUsage,
+  inputKeys,
+  parseRoleConfig,
+  positiveInteger,
+  splitList,
+} from "../config.js";
 import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
 
 /** `schema.table` or `schema.*`, unquoted identifiers as the CDCStream's schema allows. */
 const tablePattern = /^[A-Za-z_][A-Za-z0-9_$]*\.([A-Za-z_][A-Za-z0-9_$]*|\*)$/;
 const tableList = (what: string) =>
-  z
-    .string()
-    .transform((value) =>
-      value
-        .split(",")
-        .map((item) => item.trim())
-        .filter((item) => item.length > 0),
-    )
-    .pipe(
-      z.array(
-        z.string().regex(tablePattern, { error: `each ${what} entry must be schema.table or schema.*` }),
-      ),
-    );
+  splitList().pipe(
+    z.array(z.string().regex(tablePattern, { error: `each ${what} entry must be schema.table or schema.*` })),
+  );
 
 const identifier = (what: string) =>
   z.string().regex(/^[a-z0-9_]{1,63}$/, { error: `${what} must be 1-63 characters of a-z, 0-9 or _` });
@@ -72,19 +69,11 @@ export const cdcConfigSchema = z
     transactionTopic: booleanFlag.default(false),
     /** Rows per chunk of an incremental (ad hoc) snapshot. */
     incrementalChunkSize: positiveInteger("incrementalChunkSize").default(1024),
-    kafkaBootstrap: z
-      .string({ error: "kafkaBootstrap is required (host:port,host:port)" })
-      .transform((value) =>
-        value
-          .split(",")
-          .map((item) => item.trim())
-          .filter(Boolean),
-      )
-      .pipe(
-        z
-          .array(z.string().regex(/^[^\s:]+:\d+$/, { error: "each broker must be host:port" }))
-          .min(1, { error: "kafkaBootstrap needs at least one host:port" }),
-      ),
+    kafkaBootstrap: splitList("kafkaBootstrap is required (host:port,host:port)").pipe(
+      z
+        .array(z.string().regex(/^[^\s:]+:\d+$/, { error: "each broker must be host:port" }))
+        .min(1, { error: "kafkaBootstrap needs at least one host:port" }),
+    ),
     /** Kafka topic of the Avro schema registry. */
     schemasTopic: z.string().optional(),
     stateDir: z

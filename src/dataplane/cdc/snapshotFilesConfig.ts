@@ -3,14 +3,10 @@
  * the CDCStream controller sets them in the Job's pod) over defaults, validated with zod.
  */
 import { z } from "zod";
-import { configUsage, inputKeys, parseRoleConfig, positiveInteger } from "../config.js";
+import { configUsage, inputKeys, parseRoleConfig, positiveInteger, splitList } from "../config.js";
+import { checkTarget } from "../sink/config.js";
 
-const list = z.string().transform((value) =>
-  value
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item.length > 0),
-);
+const list = splitList();
 
 export const snapshotFilesConfigSchema = z
   .object({
@@ -40,26 +36,7 @@ export const snapshotFilesConfigSchema = z
     /** Where the summary for the operator goes: the container's termination message. */
     terminationLog: z.string().default("/dev/termination-log"),
   })
-  .superRefine((config, ctx) => {
-    const local = config.targetDir !== undefined;
-    const remote = config.targetWebhdfs !== undefined || config.targetPath !== undefined;
-    if (local === remote) {
-      ctx.addIssue({
-        code: "custom",
-        path: [local ? "targetDir" : "targetPath"],
-        message: local
-          ? "give either targetDir or targetWebhdfs with targetPath, not both"
-          : "a target is required: targetDir (a local directory) or targetWebhdfs with targetPath (a BlockPool)",
-      });
-    } else if (remote && (!config.targetWebhdfs?.length || config.targetPath === undefined)) {
-      ctx.addIssue({
-        code: "custom",
-        path: [config.targetPath === undefined ? "targetPath" : "targetWebhdfs"],
-        message:
-          "a BlockPool target needs both targetWebhdfs (host:port,...) and targetPath (an absolute path)",
-      });
-    }
-  });
+  .superRefine(checkTarget);
 
 export type SnapshotFilesConfig = z.output<typeof snapshotFilesConfigSchema>;
 

@@ -5,14 +5,9 @@
  */
 import { hostname } from "node:os";
 import { z } from "zod";
-import { configUsage, inputKeys, parseRoleConfig, positiveInteger } from "../config.js";
+import { configUsage, inputKeys, parseRoleConfig, positiveInteger, splitList } from "../config.js";
 
-const list = z.string().transform((value) =>
-  value
-    .split(",")
-    .map((item) => item.trim())
-    .filter((item) => item.length > 0),
-);
+const list = splitList();
 
 const connectionFields = {
   redisUrl: z

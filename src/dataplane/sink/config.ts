@@ -4,20 +4,43 @@
  */
 import { hostname } from "node:os";
 import { z } from "zod";
-import { configUsage, inputKeys, parseRoleConfig, positiveInteger } from "../config.js";
+import { configUsage, inputKeys, parseRoleConfig, positiveInteger, splitList } from "../config.js";
 import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
 
 const topicName = z.string({ error: "topic is required" }).regex(/^[A-Za-z0-9._-]{1,249}$/, {
   error: "must be 1-249 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
 });
 
-const list = (what: string) =>
-  z.string({ error: `${what} is required` }).transform((value) =>
-    value
-      .split(",")
-      .map((item) => item.trim())
-      .filter((item) => item.length > 0),
-  );
+const list = (what: string) => splitList(`${what} is required`);
+
+/** Where files go: targetDir, a local directory; or targetWebhdfs with targetPath, a BlockPool. */
+interface TargetSettings {
+  targetDir?: string;
+  targetWebhdfs?: string[];
+  targetPath?: string;
+}
+
+/** Exactly one target, and a BlockPool one whole; the sink's and the snapshot job's rule. */
+export function checkTarget(config: TargetSettings, ctx: z.RefinementCtx): void {
+  const local = config.targetDir !== undefined;
+  const remote = config.targetWebhdfs !== undefined || config.targetPath !== undefined;
+  if (local === remote) {
+    ctx.addIssue({
+      code: "custom",
+      path: [local ? "targetDir" : "targetPath"],
+      message: local
+        ? "give either targetDir or targetWebhdfs with targetPath, not both"
+        : "a target is required: targetDir (a local directory) or targetWebhdfs with targetPath (a BlockPool)",
+    });
+  } else if (remote && (!config.targetWebhdfs?.length || config.targetPath === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      path: [config.targetWebhdfs?.length ? "targetPath" : "targetWebhdfs"],
+      message:
+        "a BlockPool target needs both targetWebhdfs (host:port,...) and targetPath (an absolute path)",
+    });
+  }
+}
 
 export const sinkConfigSchema = z
   .object({
@@ -69,24 +92,7 @@ export const sinkConfigSchema = z
     ...kafkaSecurityFields,
   })
   .superRefine((config, ctx) => {
-    const local = config.targetDir !== undefined;
-    const remote = config.targetWebhdfs !== undefined || config.targetPath !== undefined;
-    if (local === remote) {
-      ctx.addIssue({
-        code: "custom",
-        path: [local ? "targetDir" : "targetPath"],
-        message: local
-          ? "give either targetDir or targetWebhdfs with targetPath, not both"
-          : "a target is required: targetDir (a local directory) or targetWebhdfs with targetPath (a BlockPool)",
-      });
-    } else if (remote && (config.targetWebhdfs === undefined || config.targetPath === undefined)) {
-      ctx.addIssue({
-        code: "custom",
-        path: [config.targetWebhdfs === undefined ? "targetWebhdfs" : "targetPath"],
-        message:
-          "a BlockPool target needs both targetWebhdfs (host:port,...) and targetPath (an absolute path)",
-      });
-    }
+    checkTarget(config, ctx);
     const codecs =
       config.format === "avro" ? ["null", "deflate", "snappy"] : ["snappy", "gzip", "uncompressed"];
     if (config.codec !== undefined && !codecs.includes(config.codec)) {

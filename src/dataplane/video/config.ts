@@ -18,6 +18,7 @@ import {
   inputKeys,
   parseRoleConfig,
   positiveInteger,
+  splitList,
 } from "../config.js";
 import { kafkaSecurity, kafkaSecurityFields, withoutSecuritySettings } from "../kafkaClient.js";
 
@@ -71,15 +72,7 @@ export const videoConfigSchema = z
     port: z.coerce.number().int().min(0).max(65535).default(8080),
     ffmpeg: z.string().default("ffmpeg"),
     /** WebHDFS name nodes (host:port,...) of the BlockPool the archive goes to. */
-    archiveWebhdfs: z
-      .string()
-      .transform((value) =>
-        value
-          .split(",")
-          .map((a) => a.trim())
-          .filter(Boolean),
-      )
-      .optional(),
+    archiveWebhdfs: splitList().optional(),
     /** A directory (a mounted volume) the archive goes to instead. */
     archiveTargetDir: z.string().optional(),
     /** Where in the BlockPool, or under archiveTargetDir: segments go to <path>/<source>/. */
