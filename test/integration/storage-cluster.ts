@@ -10,10 +10,10 @@ import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { WebHdfsClient } from "../../src/dataplane/storage/client.js";
 import { NameNodeRpc } from "../../src/dataplane/storage/dfsClient.js";
 import { type LocatedBlock, postJson } from "../../src/dataplane/storage/protocol.js";
+import { awaitReady } from "../support/roles.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -50,27 +50,7 @@ export async function startRole(role: "namenode" | "datanode", args: string[]): 
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, TRIBUTARY_LOG_LEVEL: process.env.TRIBUTARY_LOG_LEVEL ?? "info" },
   });
-  const log: string[] = [];
-  const lines = createInterface({ input: child.stdout! });
-  child.stderr!.on("data", (chunk: Buffer) => log.push(chunk.toString()));
-  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${role} did not start in 60 s:\n${log.join("\n")}`)),
-      60_000,
-    );
-    lines.on("line", (line) => {
-      log.push(line);
-      if (log.length > 2000) log.shift();
-      if (line.startsWith('{"ready"')) {
-        clearTimeout(timer);
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${role} exited with ${code} before it was ready:\n${log.join("\n")}`));
-    });
-  });
+  const { ready, log } = await awaitReady(child, role, 60_000, 2000);
   return { child, args, ready, log };
 }
 

@@ -9,10 +9,10 @@ import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { YarnClient } from "../../src/dataplane/yarn/client.js";
 import type { QueueDefinition } from "../../src/dataplane/yarn/scheduler.js";
 import { reservedPort } from "../support/ports.js";
+import { awaitReady } from "../support/roles.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 /** How containers start `tributary` from their own directories. */
@@ -31,27 +31,7 @@ export async function startRole(role: string, args: string[]): Promise<Role> {
     detached: true,
     env: { ...process.env, TRIBUTARY_LOG_LEVEL: "info", TRIBUTARY_YARN_AM_HEARTBEAT_MS: "200" },
   });
-  const log: string[] = [];
-  child.stderr!.on("data", (chunk: Buffer) => log.push(chunk.toString()));
-  const lines = createInterface({ input: child.stdout! });
-  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${role} did not start in 90 s:\n${log.join("\n")}`)),
-      90_000,
-    );
-    lines.on("line", (line) => {
-      log.push(line);
-      if (log.length > 3000) log.shift();
-      if (line.startsWith('{"ready"')) {
-        clearTimeout(timer);
-        resolve(JSON.parse(line) as Record<string, unknown>);
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${role} exited with ${code} before it was ready:\n${log.join("\n")}`));
-    });
-  });
+  const { ready, log } = await awaitReady(child, role, 90_000, 3000);
   return { child, ready, log };
 }
 
