@@ -5,7 +5,9 @@
  */
 import { hostname } from "node:os";
 import { z } from "zod";
+import type { Logger } from "../../log.js";
 import { configUsage, inputKeys, parseRoleConfig, positiveInteger, splitList } from "../config.js";
+import type { QueueOptions } from "./queue.js";
 
 const list = splitList();
 
@@ -101,6 +103,24 @@ export const workerConfigSchema = z
   .refine(needsRabbit, rabbitMessage);
 
 export type SchedulerConfig = z.output<typeof schedulerConfigSchema>;
+/** The queue's part of a scheduler's or a worker's configuration. */
+type QueueSettings = Pick<
+  SchedulerConfig,
+  "queueBackend" | "keyPrefix" | "redisUrl" | "redisPassword" | "rabbitmqUrl" | "rabbitmqPassword"
+>;
+
+/** How a scheduler or a worker opens the Dag's task queue. */
+export function queueOptionsOf(config: QueueSettings, log: Logger): QueueOptions {
+  return {
+    backend: config.queueBackend,
+    prefix: config.keyPrefix,
+    redisUrl: config.redisUrl,
+    ...(config.redisPassword ? { redisPassword: config.redisPassword } : {}),
+    ...(config.rabbitmqUrl ? { rabbitmqUrl: config.rabbitmqUrl } : {}),
+    ...(config.rabbitmqPassword ? { rabbitmqPassword: config.rabbitmqPassword } : {}),
+    log,
+  };
+}
 export type WorkerConfig = z.output<typeof workerConfigSchema>;
 
 const schedulerRole = {

@@ -18,7 +18,7 @@ import { type DagSpec, dagSpecSchema } from "../../api/dag.js";
 import { createLogger, type Logger } from "../../log.js";
 import { KubeClient } from "../../operator/kube.js";
 import { LeaderElector } from "../../operator/lease.js";
-import { parseSchedulerConfig, type SchedulerConfig, schedulerUsage } from "./config.js";
+import { parseSchedulerConfig, queueOptionsOf, type SchedulerConfig, schedulerUsage } from "./config.js";
 import { readLog } from "./logs.js";
 import { openTaskQueue } from "./queue.js";
 import { DagScheduler, Fenced } from "./scheduler.js";
@@ -61,15 +61,7 @@ export async function startSchedulerService(
   redis.on("error", (error) => log.warn({ err: error.message }, "redis"));
   waitConnection.on("error", () => {});
   const store = new DagStore(redis, config.keyPrefix);
-  const queue = await openTaskQueue({
-    backend: config.queueBackend,
-    prefix: config.keyPrefix,
-    redisUrl: config.redisUrl,
-    ...(config.redisPassword ? { redisPassword: config.redisPassword } : {}),
-    ...(config.rabbitmqUrl ? { rabbitmqUrl: config.rabbitmqUrl } : {}),
-    ...(config.rabbitmqPassword ? { rabbitmqPassword: config.rabbitmqPassword } : {}),
-    log,
-  });
+  const queue = await openTaskQueue(queueOptionsOf(config, log));
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { createLogger, type Logger } from "../../log.js";
 import { KubeClient } from "../../operator/kube.js";
-import { parseWorkerConfig, type WorkerConfig, workerUsage } from "./config.js";
+import { parseWorkerConfig, queueOptionsOf, type WorkerConfig, workerUsage } from "./config.js";
 import { openTaskQueue } from "./queue.js";
 import { connectRedis, DagStore } from "./store.js";
 import { DagWorker } from "./worker.js";
@@ -31,15 +31,7 @@ export async function startWorkerService(config: WorkerConfig, log: Logger) {
   const redis = connectRedis(config.redisUrl, config.redisPassword);
   redis.on("error", (error) => log.warn({ err: error.message }, "redis"));
   const store = new DagStore(redis, config.keyPrefix);
-  const queue = await openTaskQueue({
-    backend: config.queueBackend,
-    prefix: config.keyPrefix,
-    redisUrl: config.redisUrl,
-    ...(config.redisPassword ? { redisPassword: config.redisPassword } : {}),
-    ...(config.rabbitmqUrl ? { rabbitmqUrl: config.rabbitmqUrl } : {}),
-    ...(config.rabbitmqPassword ? { rabbitmqPassword: config.rabbitmqPassword } : {}),
-    log,
-  });
+  const queue = await openTaskQueue(queueOptionsOf(config, log));
   const namespace = config.namespace ?? "default";
   const worker = new DagWorker({
     store,
