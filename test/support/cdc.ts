@@ -16,7 +16,7 @@ import { startServer } from "../../src/dataplane/cdc/server.js";
 import { createKafkaClient } from "../../src/dataplane/kafkaClient.js";
 import { createLogger } from "../../src/log.js";
 import { testEnv, uniqueName } from "./env.js";
-import { readTopic } from "./kafka.js";
+import { readTopic, readTopicAs } from "./kafka.js";
 
 export interface TestDatabase {
   name: string;
@@ -232,48 +232,10 @@ export async function waitUntil<T>(
 
 /** Every message of a topic with its raw key (readTopic gives keys as text), partition by partition. */
 export async function readRaw(topic: string): Promise<{ key: Buffer | null; value: Buffer | null }[]> {
-  const kafka = new kafkajs.Kafka({ brokers: testEnv().kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  const ends = new Map<number, bigint>();
-  try {
-    for (const { partition, high, low } of await admin.fetchTopicOffsets(topic)) {
-      if (BigInt(high) > BigInt(low)) ends.set(partition, BigInt(high));
-    }
-  } finally {
-    await admin.disconnect();
-  }
-  const messages: { partition: number; offset: bigint; key: Buffer | null; value: Buffer | null }[] = [];
-  if (ends.size === 0) return [];
-  const consumer = kafka.consumer({ groupId: uniqueName("cdc-test-read"), maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolveRead, reject) => {
-      consumer
-        .run({
-          autoCommit: false,
-          eachMessage: async ({ partition, message }) => {
-            const end = ends.get(partition);
-            if (end === undefined || BigInt(message.offset) >= end) return;
-            messages.push({
-              partition,
-              offset: BigInt(message.offset),
-              key: message.key,
-              value: message.value,
-            });
-            if (BigInt(message.offset) === end - 1n) ends.delete(partition);
-            if (ends.size === 0) resolveRead();
-          },
-        })
-        .catch(reject);
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return messages
-    .sort((a, b) => a.partition - b.partition || Number(a.offset - b.offset))
-    .map(({ key, value }) => ({ key, value }));
+  return readTopicAs(testEnv().kafkaBrokers, topic, (_partition, message) => ({
+    key: message.key,
+    value: message.value,
+  }));
 }
 
 /**

@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writ
 import { homedir, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import kafkajs from "kafkajs";
+import kafkajs, { type KafkaMessage } from "kafkajs";
 import { listening, releasePorts, reservedPorts } from "./ports.js";
 
 const KAFKA_VERSION = "4.4.0";
@@ -353,6 +353,26 @@ export async function readTopic(
   topic: string,
   timeoutMs = 60_000,
 ): Promise<ReadMessage[]> {
+  return readTopicAs(
+    brokers,
+    topic,
+    (partition, message) => ({
+      partition,
+      offset: message.offset,
+      key: message.key?.toString("utf8") ?? null,
+      value: message.value ?? Buffer.alloc(0),
+    }),
+    timeoutMs,
+  );
+}
+
+/** As readTopic, each message as `as` makes it (raw keys, tombstones as null, ...). */
+export async function readTopicAs<T>(
+  brokers: string[],
+  topic: string,
+  as: (partition: number, message: KafkaMessage) => T,
+  timeoutMs = 60_000,
+): Promise<T[]> {
   const kafka = new kafkajs.Kafka({ brokers, logLevel: kafkajs.logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
@@ -364,8 +384,8 @@ export async function readTopic(
   } finally {
     await admin.disconnect();
   }
-  const messages: ReadMessage[] = [];
-  if (ends.size === 0) return messages;
+  const messages: { partition: number; offset: bigint; item: T }[] = [];
+  if (ends.size === 0) return [];
   const consumer = kafka.consumer({
     groupId: `test-read-${randomBytes(6).toString("hex")}`,
     maxWaitTimeInMs: 200,
@@ -387,12 +407,7 @@ export async function readTopic(
           eachMessage: async ({ partition, message }) => {
             const end = ends.get(partition);
             if (end === undefined || BigInt(message.offset) >= end) return;
-            messages.push({
-              partition,
-              offset: message.offset,
-              key: message.key?.toString("utf8") ?? null,
-              value: message.value ?? Buffer.alloc(0),
-            });
+            messages.push({ partition, offset: BigInt(message.offset), item: as(partition, message) });
             if (BigInt(message.offset) === end - 1n) ends.delete(partition);
             if (ends.size === 0) {
               clearTimeout(timer);
@@ -405,7 +420,9 @@ export async function readTopic(
   } finally {
     await consumer.disconnect();
   }
-  return messages.sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+  return messages
+    .sort((x, y) => x.partition - y.partition || Number(x.offset - y.offset))
+    .map(({ item }) => item);
 }
 
 /** Creates topics (replication factor capped by the cluster size) and returns a function that deletes them. */
