@@ -45,6 +45,31 @@ export function childLabels(resource: KubeObject, component: string): Record<str
 
 export type StoredStatus = Record<string, unknown> & { conditions?: Condition[] };
 
+/** A StatefulSet's per-pod `data` claim: the role's size and, when given, its storage class. */
+export function dataClaimTemplate(
+  resource: KubeObject,
+  component: string,
+  storage: { size: string | number; storageClassName?: string | undefined },
+) {
+  return {
+    metadata: { name: "data", labels: childLabels(resource, component) },
+    spec: {
+      accessModes: ["ReadWriteOnce"],
+      resources: { requests: { storage: String(storage.size) } },
+      ...(storage.storageClassName ? { storageClassName: storage.storageClassName } : {}),
+    },
+  };
+}
+
+/**
+ * What happens to a StatefulSet's claims: deletionPolicy Delete releases the stored data with the
+ * resource; Retain keeps the claims for a new resource (or a human) to take over. Scaling down
+ * always keeps them.
+ */
+export function claimRetention(deletionPolicy: string | undefined) {
+  return { whenDeleted: deletionPolicy === "Delete" ? "Delete" : "Retain", whenScaled: "Retain" };
+}
+
 export const storedStatus = (resource: KubeObject): StoredStatus => (resource.status ?? {}) as StoredStatus;
 
 /** Writes `fields` plus the three conditions and observedGeneration as the whole status. */

@@ -14,7 +14,7 @@ import type { BlockPoolSpec } from "../../api/blockpool.js";
 import { parseQuantity } from "../../api/common.js";
 import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
-import { childLabels, instanceLabels, selectorLabels } from "../common.js";
+import { childLabels, claimRetention, dataClaimTemplate, instanceLabels, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
 import { withPodSecurity } from "../podSecurity.js";
 import { clusterSecretKey, clusterSecretMountPath, clusterSecretName } from "./clusterSecret.js";
@@ -281,22 +281,8 @@ function statefulSet(input: BlockPoolBuildInput, name: string, role: Role): Kube
       template: withPodSecurity(mergePodTemplate(generatedTemplate, role.podOverrides), {
         callsApiServer: false,
       }),
-      volumeClaimTemplates: [
-        {
-          metadata: { name: "data", labels: childLabels(input.resource, role.component) },
-          spec: {
-            accessModes: ["ReadWriteOnce"],
-            resources: { requests: { storage: String(role.storage.size) } },
-            ...(role.storage.storageClassName ? { storageClassName: role.storage.storageClassName } : {}),
-          },
-        },
-      ],
-      // deletionPolicy Delete releases the stored files with the pool; Retain keeps the
-      // claims for a new pool (or a human) to take over. Scaling down always keeps them.
-      persistentVolumeClaimRetentionPolicy: {
-        whenDeleted: spec.deletionPolicy === "Delete" ? "Delete" : "Retain",
-        whenScaled: "Retain",
-      },
+      volumeClaimTemplates: [dataClaimTemplate(input.resource, role.component, role.storage)],
+      persistentVolumeClaimRetentionPolicy: claimRetention(spec.deletionPolicy),
       updateStrategy: { type: "RollingUpdate" },
     },
   };

@@ -12,7 +12,7 @@ import { parseQuantity } from "../../api/common.js";
 import type { YarnQueueSpec } from "../../api/yarnqueue.js";
 import { ownerReference } from "../../operator/apply.js";
 import type { KubeObject } from "../../operator/kube.js";
-import { childLabels, selectorLabels } from "../common.js";
+import { childLabels, claimRetention, dataClaimTemplate, selectorLabels } from "../common.js";
 import { mergePodTemplate } from "../podOverrides.js";
 import { withPodSecurity } from "../podSecurity.js";
 
@@ -103,20 +103,8 @@ function statefulSet(input: YarnBuildInput, name: string, role: Role): KubeObjec
       selector: { matchLabels: selector },
       // Neither role calls the API server: the resource manager is told the queues over REST.
       template: withPodSecurity(mergePodTemplate(template, role.podOverrides), { callsApiServer: false }),
-      volumeClaimTemplates: [
-        {
-          metadata: { name: "data", labels: childLabels(input.resource, role.component) },
-          spec: {
-            accessModes: ["ReadWriteOnce"],
-            resources: { requests: { storage: String(role.storage.size) } },
-            ...(role.storage.storageClassName ? { storageClassName: role.storage.storageClassName } : {}),
-          },
-        },
-      ],
-      persistentVolumeClaimRetentionPolicy: {
-        whenDeleted: input.spec.root.deletionPolicy === "Delete" ? "Delete" : "Retain",
-        whenScaled: "Retain",
-      },
+      volumeClaimTemplates: [dataClaimTemplate(input.resource, role.component, role.storage)],
+      persistentVolumeClaimRetentionPolicy: claimRetention(input.spec.root.deletionPolicy),
       updateStrategy: { type: "RollingUpdate" },
     },
   };
