@@ -668,21 +668,8 @@ class Session {
           `DECLARE snapshot_cursor NO SCROLL CURSOR FOR SELECT * FROM ${qualified(table.schema, table.table)}`,
         );
         let pendingRow: Row | undefined;
-        const emit = (row: Row, marker: "first" | "true" | "last") => {
-          const value: ChangeValue = {
-            before: null,
-            after: row,
-            source: this.source(codec, startedAt, marker, null, lsn),
-            op: "r",
-            ts_ms: Date.now(),
-            transaction: null,
-          };
-          this.changes!.push({
-            topic: codec.topic,
-            key: codec.encodeKey(codec.key(row)),
-            value: codec.encodeValue(value),
-          });
-        };
+        const emit = (row: Row, marker: "first" | "true" | "last") =>
+          this.pushReadEvent(codec, row, this.source(codec, startedAt, marker, null, lsn));
         let first = index === 0;
         for (;;) {
           await this.changes!.room(this.pauseAbove);
@@ -949,10 +936,16 @@ class Session {
 
   /** Pushes an incremental-snapshot row into the stream at the current position. */
   pushRead(codec: TableCodec, row: Row, walStart: Lsn): void {
+    this.pushReadEvent(codec, row, this.source(codec, Date.now(), "incremental", null, walStart));
+    this.connector.metrics.events.inc({ op: "r" });
+  }
+
+  /** A read (`op: "r"`) of one row, as snapshots of either kind send it. */
+  private pushReadEvent(codec: TableCodec, row: Row, source: ChangeValue["source"]): void {
     const value: ChangeValue = {
       before: null,
       after: row,
-      source: this.source(codec, Date.now(), "incremental", null, walStart),
+      source,
       op: "r",
       ts_ms: Date.now(),
       transaction: null,
@@ -962,7 +955,6 @@ class Session {
       key: codec.encodeKey(codec.key(row)),
       value: codec.encodeValue(value),
     });
-    this.connector.metrics.events.inc({ op: "r" });
   }
 
   async close(): Promise<void> {
