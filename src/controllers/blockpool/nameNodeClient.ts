@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { signRequest } from "../../dataplane/storage/clusterAuth.js";
+import { unreachable } from "../http.js";
 
 /** A data node as the name node reports it (HDFS's DatanodeInfo, the fields the operator reads). */
 const dataNodeReportSchema = z.object({
@@ -103,15 +104,6 @@ async function call<T>(
     throw new NameNodeError(`${method} ${url}: unexpected answer (${issues.join("; ")})`, response.status);
   }
   return parsed.data;
-}
-
-/** Why a request got no answer, in the words of the network: ENOTFOUND, ECONNREFUSED, a timeout. */
-function unreachable(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
-    return `no answer within ${timeoutMs} ms`;
-  }
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
 }
 
 /** The `{"RemoteException": {exception, message}}` body WebHDFS errors carry. */

@@ -5,6 +5,7 @@
  * error, never as made-up figures (as the BlockPool's name-node client does).
  */
 import { z } from "zod";
+import { unreachable } from "../http.js";
 
 const count = z.number().min(0);
 
@@ -80,14 +81,6 @@ async function call<T>(
     throw new ConnectorError(`${method} ${url}: unexpected answer (${issues.join("; ")})`);
   }
   return parsed.data;
-}
-
-function unreachable(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
-    return `no answer within ${timeoutMs} ms`;
-  }
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  return cause?.code ?? cause?.message ?? (error instanceof Error ? error.message : String(error));
 }
 
 /** `GET /status` of the connector at `baseUrl` (no path). */
